@@ -1,0 +1,37 @@
+"""l3-export: a training checkpoint to SavedModel encoders (and .keras files).
+
+  l3-export --model_dir=runs/l3 --output_dir=runs/l3/export
+
+writes `audio_encoder/`, `vision_encoder/`, `avc/` (SavedModels, signature
+`serving_default`), `*.keras` and `export.json` (see l3/export.py).
+"""
+
+from absl import app, flags
+
+from l3 import export, presets
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training directory (l3-train --model_dir).")
+flags.DEFINE_string("output_dir", None, "Where to write the export directory.")
+flags.DEFINE_string("checkpoint", None, "A specific checkpoint prefix (default: the latest in model_dir).")
+flags.DEFINE_string("preset", None, "Preset name, if model_dir has no train_config.json.")
+flags.mark_flags_as_required(["model_dir", "output_dir"])
+
+
+def main(argv):
+    del argv
+    preset = presets.get_preset(FLAGS.preset) if FLAGS.preset else None
+    info = export.export_checkpoint(FLAGS.model_dir, FLAGS.output_dir, preset=preset,
+                                    checkpoint=FLAGS.checkpoint)
+    print(f"exported step {info['step']} of {info['source_checkpoint']} ({info['preset']} preset) "
+          f"to {FLAGS.output_dir}")
+    for name, sig in info["signatures"].items():
+        print(f"  {name:15s} {sig['inputs']} -> {sig['outputs']}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,202 @@
+"""SavedModel encoders: the public contract of DESIGN.md.
+
+`export_model(avc_model, preset, output_dir)` writes:
+
+  output_dir/audio_encoder/   serving_default(waveform float32 [b, N])
+                                -> embedding [b, D], conv4_2_pooled [b, P_audio]
+  output_dir/vision_encoder/  serving_default(image float32 [b, S, S, 3] in [0, 1])
+                                -> embedding [b, D], conv4_2_pooled [b, P_vision]
+  output_dir/avc/             serving_default(image, waveform) -> correspondence [b]
+  output_dir/audio_encoder.keras, vision_encoder.keras, avc.keras  (for fine-tuning)
+  output_dir/export.json      preset, sizes, training step, source checkpoint
+
+Paper preset: N = 48000 (1 s at 48 kHz), S = 224, D = 512, P_audio = 6144,
+P_vision = 8192. SavedModels load with plain `tf.saved_model.load` in a
+process that never imports l3 (the spectrogram is traced into the graph).
+
+`ExportedModel` is the loader the transfer, embedding and analysis tools use.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from l3 import model as model_lib
+from l3.presets import Preset
+
+AUDIO_ENCODER = "audio_encoder"
+VISION_ENCODER = "vision_encoder"
+AVC = "avc"
+EXPORT_JSON = "export.json"
+
+
+def _archive(model: keras.Model, fn, signature, path: str) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", fn, input_signature=signature)
+    archive.write_out(path, verbose=False)
+
+
+def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
+                 step: Optional[int] = None, source: str = "") -> Dict:
+    """Writes the export directory of the contract for `avc_model`; returns export.json's dict.
+
+    The directory is assembled under a temporary name beside `output_dir` and
+    renamed into place, so a reader never sees half an export. An existing
+    `output_dir` is replaced.
+    """
+    nets = model_lib.subnetworks(avc_model)
+    audio_enc = model_lib.build_encoder(nets[model_lib.AUDIO], preset, model_lib.AUDIO)
+    vision_enc = model_lib.build_encoder(nets[model_lib.VISION], preset, model_lib.VISION)
+    waveform_spec = tf.TensorSpec([None, preset.clip_samples], tf.float32, name="waveform")
+    image_spec = tf.TensorSpec([None, preset.image_size, preset.image_size, 3], tf.float32,
+                               name="image")
+
+    def audio_fn(waveform):
+        out = audio_enc(waveform, training=False)
+        return {"embedding": out["embedding"], "conv4_2_pooled": out["conv4_2_pooled"]}
+
+    def vision_fn(image):
+        out = vision_enc(image, training=False)
+        return {"embedding": out["embedding"], "conv4_2_pooled": out["conv4_2_pooled"]}
+
+    def avc_fn(image, waveform):
+        logits = avc_model({"image": image, "waveform": waveform}, training=False)
+        return {"correspondence": tf.nn.softmax(logits, axis=-1)[:, 1]}
+
+    output_dir = os.path.abspath(output_dir)
+    parent = os.path.dirname(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    try:
+        _archive(audio_enc, audio_fn, [waveform_spec], os.path.join(tmp, AUDIO_ENCODER))
+        _archive(vision_enc, vision_fn, [image_spec], os.path.join(tmp, VISION_ENCODER))
+        _archive(avc_model, avc_fn, [image_spec, waveform_spec], os.path.join(tmp, AVC))
+        audio_enc.save(os.path.join(tmp, AUDIO_ENCODER + ".keras"))
+        vision_enc.save(os.path.join(tmp, VISION_ENCODER + ".keras"))
+        avc_model.save(os.path.join(tmp, AVC + ".keras"))
+        info = {
+            **preset.sizes(),
+            "step": None if step is None else int(step),
+            "source_checkpoint": source,
+            "signatures": {
+                AUDIO_ENCODER: {"inputs": {"waveform": [None, preset.clip_samples]},
+                                "outputs": {"embedding": [None, preset.embedding_dim],
+                                            "conv4_2_pooled": [None, preset.audio_transfer_dim]}},
+                VISION_ENCODER: {"inputs": {"image": [None, preset.image_size, preset.image_size, 3]},
+                                 "outputs": {"embedding": [None, preset.embedding_dim],
+                                             "conv4_2_pooled": [None, preset.vision_transfer_dim]}},
+                AVC: {"inputs": {"image": [None, preset.image_size, preset.image_size, 3],
+                                 "waveform": [None, preset.clip_samples]},
+                      "outputs": {"correspondence": [None]}},
+            },
+        }
+        with open(os.path.join(tmp, EXPORT_JSON), "w") as f:
+            json.dump(info, f, indent=2)
+        if os.path.exists(output_dir):
+            old = output_dir + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(output_dir, old)
+            os.rename(tmp, output_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def read_export_info(export_dir: str) -> Dict:
+    """export.json of an export directory (raises FileNotFoundError with a hint)."""
+    path = os.path.join(export_dir, EXPORT_JSON)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {export_dir!r} an `l3-export` output directory?")
+    with open(path) as f:
+        return json.load(f)
+
+
+class ExportedModel:
+    """Loads an export directory lazily and runs its encoders in batches on numpy input.
+
+    Attributes: `info` (export.json), `sample_rate`, `clip_samples`, `image_size`.
+    """
+
+    def __init__(self, export_dir: str):
+        self.export_dir = export_dir
+        self.info = read_export_info(export_dir)
+        self.sample_rate = int(self.info["sample_rate"])
+        self.clip_samples = int(self.info["clip_samples"])
+        self.image_size = int(self.info["image_size"])
+        self._loaded = {}
+
+    def signature(self, name: str):
+        """The `serving_default` concrete function of `audio_encoder`, `vision_encoder` or `avc`."""
+        if name not in self._loaded:
+            self._loaded[name] = tf.saved_model.load(os.path.join(self.export_dir, name))
+        return self._loaded[name].signatures["serving_default"]
+
+    def _batched(self, name: str, batch_size: int, **inputs) -> Dict[str, np.ndarray]:
+        fn = self.signature(name)
+        n = len(next(iter(inputs.values())))
+        outputs = {}
+        for start in range(0, n, batch_size):
+            chunk = {k: tf.constant(v[start:start + batch_size], tf.float32) for k, v in inputs.items()}
+            for key, value in fn(**chunk).items():
+                outputs.setdefault(key, []).append(value.numpy())
+        if not outputs:  # no input rows: empty arrays of the right width
+            spec = fn.structured_outputs
+            return {k: np.zeros((0,) + tuple(v.shape[1:]), np.float32) for k, v in spec.items()}
+        return {k: np.concatenate(v) for k, v in outputs.items()}
+
+    def embed_audio(self, waveforms: np.ndarray, batch_size: int = 64) -> Dict[str, np.ndarray]:
+        """float32 [n, clip_samples] at `sample_rate` -> {"embedding": [n, D], "conv4_2_pooled": [n, P]}."""
+        waveforms = np.asarray(waveforms, np.float32)
+        if waveforms.ndim != 2 or waveforms.shape[1] != self.clip_samples:
+            raise ValueError(f"expected waveforms [n, {self.clip_samples}], got {waveforms.shape}")
+        return self._batched(AUDIO_ENCODER, batch_size, waveform=waveforms)
+
+    def embed_images(self, images: np.ndarray, batch_size: int = 64) -> Dict[str, np.ndarray]:
+        """float32 [n, S, S, 3] in [0, 1] -> {"embedding": [n, D], "conv4_2_pooled": [n, P]}."""
+        images = np.asarray(images, np.float32)
+        want = (self.image_size, self.image_size, 3)
+        if images.ndim != 4 or images.shape[1:] != want:
+            raise ValueError(f"expected images [n, {want}], got {images.shape}")
+        return self._batched(VISION_ENCODER, batch_size, image=images)
+
+    def correspondence(self, images: np.ndarray, waveforms: np.ndarray,
+                       batch_size: int = 64) -> np.ndarray:
+        """Probability that each (image, waveform) pair corresponds: [n]."""
+        return self._batched(AVC, batch_size, image=np.asarray(images, np.float32),
+                             waveform=np.asarray(waveforms, np.float32))["correspondence"]
+
+
+def export_checkpoint(model_dir: str, output_dir: str, *, preset: Optional[Preset] = None,
+                      checkpoint: Optional[str] = None) -> Dict:
+    """Restores the model of a training run and exports it.
+
+    Args:
+      model_dir: an `l3-train --model_dir`; its latest checkpoint is used
+        unless `checkpoint` names one. The preset is read from the run's
+        `train_config.json` unless given.
+    """
+    from l3 import presets as presets_lib  # local: keeps export.py importable alone
+    if preset is None:
+        config_path = os.path.join(model_dir, "train_config.json")
+        if not os.path.exists(config_path):
+            raise FileNotFoundError(f"{config_path} not found; pass the preset explicitly")
+        with open(config_path) as f:
+            preset = presets_lib.get_preset(json.load(f)["preset"])
+    checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if not checkpoint:
+        raise FileNotFoundError(f"no checkpoint in {model_dir!r}")
+    avc_model = model_lib.build_avc_model(preset)
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=avc_model, step=step).restore(checkpoint).expect_partial()
+    return export_model(avc_model, preset, output_dir, step=int(step.numpy()), source=checkpoint)
