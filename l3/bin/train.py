@@ -1,0 +1,91 @@
+"""l3-train: AVC training on one device, one host's GPUs or many hosts.
+
+  l3-train --train_pattern='records/train-*.tfrecord' --eval_pattern='records/val-*.tfrecord' \
+      --model_dir=runs/paper --preset=paper
+
+Resumes from the latest checkpoint in --model_dir. Multi-host runs: see
+launch/README.md. The logic lives in `l3.train`; this is only flags.
+Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
+(after saving a checkpoint; run the same command to resume).
+"""
+
+import json
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from l3 import distribute
+from l3 import train as train_lib
+
+_D = train_lib.TrainConfig  # defaults live in one place
+
+flags.DEFINE_string("train_pattern", None, "Glob of training TFRecord shards.", required=True)
+flags.DEFINE_string("eval_pattern", None, "Glob of held-out shards for periodic AVC accuracy.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, train_config.json.", required=True)
+flags.DEFINE_enum("preset", _D.preset, ["paper", "small"], "Model/data preset.")
+flags.DEFINE_integer("train_steps", None, "Steps to train (default: from --train_pairs).")
+flags.DEFINE_integer("train_pairs", None,
+                     "Pairs to train on, rounded up to whole global batches "
+                     "(default: 60M for paper, 600k for small).")
+flags.DEFINE_enum("strategy", _D.strategy, list(distribute.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_enum("cluster", _D.cluster, list(distribute.CLUSTERS),
+                  "Cluster description for multi_worker: TF_CONFIG or Slurm variables.")
+flags.DEFINE_integer("global_batch_size", None, "Global batch (default: the preset's; paper 256).")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the preset's; paper 1e-4).")
+flags.DEFINE_float("weight_decay", None,
+                   "L2 weight decay wd: the loss adds 0.5 * wd * sum ||kernel||^2 "
+                   "(gradient wd * w; default: the preset's, 1e-5).")
+flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(train_lib.MIXED_PRECISION),
+                  "Compute precision; fp16 uses dynamic loss scaling.")
+flags.DEFINE_bool("jit_compile", _D.jit_compile, "XLA-compile the forward/backward pass.")
+flags.DEFINE_bool("sync_batch_norm", _D.sync_batch_norm,
+                  "Batch statistics over the global batch instead of per replica.")
+flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation and the input pipeline.")
+flags.DEFINE_bool("deterministic", _D.deterministic,
+                  "Op determinism: a killed and resumed run ends with the same weights.")
+flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.")
+flags.DEFINE_bool("checkpoint_input", _D.checkpoint_input,
+                  "Checkpoint the input iterator for an exact resume.")
+flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between held-out evaluations.")
+flags.DEFINE_integer("eval_pairs", _D.eval_pairs, "Held-out pairs per evaluation.")
+flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Batch size for evaluation.")
+flags.DEFINE_integer("log_every", _D.log_every, "Steps between console lines and summaries.")
+flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
+
+FLAGS = flags.FLAGS
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: schedulers restart the job, which resumes
+NON_FINITE_EXIT = 3
+
+
+def main(argv):
+    del argv
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # saver chatter
+    config = train_lib.TrainConfig(**{
+        field: getattr(FLAGS, field) for field in train_lib.TrainConfig.__dataclass_fields__
+        if field in FLAGS})
+    try:
+        summary = train_lib.train(config)
+    except train_lib.NonFiniteLossError as e:
+        logging.error("%s", e)
+        sys.exit(NON_FINITE_EXIT)
+    if FLAGS.output_json and summary["is_chief"]:
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(summary, f, indent=2)
+    if summary["is_chief"]:
+        print(json.dumps({k: summary[k] for k in ("step", "stopped", "loss", "accuracy",
+                                                  "eval_accuracy", "pairs_per_second",
+                                                  "checkpoint")}))
+    if summary["stopped"] == "preempted":
+        sys.exit(PREEMPTED_EXIT)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,270 @@
+"""Strategies, cluster roles and per-worker input for the training loop.
+
+One loop (`l3.train`) serves three set-ups:
+
+* `one_device`: one GPU, or the CPU;
+* `mirrored`: all GPUs of one host (`tf.distribute.MirroredStrategy`);
+* `multi_worker`: several hosts (`MultiWorkerMirroredStrategy`), the cluster
+  described by `TF_CONFIG` (the local launcher, Kubernetes) or by Slurm's
+  variables (`SlurmClusterResolver`, one task per node).
+
+`auto` picks `multi_worker` when a cluster of more than one task is
+described, else `mirrored` with more than one GPU, else `one_device`.
+
+Roles follow TensorFlow's multi-worker convention: the chief is task
+`chief:0` or, without one, `worker:0`; only the chief writes the real
+checkpoints and summaries, the others write to a temporary directory that
+is removed (they must still take part in saving).
+
+Also here: `WorkerInput`, this worker's checkpointable input, and
+`RunCheckpoints`, the checkpoint layout of a run (the chief's model state,
+each worker's input position).
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+CHECKPOINT_PREFIX = "ckpt"          # model_dir/ckpt-<step>
+INPUT_STATE_DIR = "input_state"     # model_dir/input_state/worker-<i>/ckpt-<step>
+CLUSTERS = ("auto", "tf_config", "slurm")
+# Not from the paper: SlurmClusterResolver's default first port.
+SLURM_PORT_BASE = 8888
+
+
+def _slurm_tasks() -> int:
+    return int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1")))
+
+
+def cluster_resolver(kind: str = "auto"):
+    """The cluster this process belongs to, or None for a single process.
+
+    Args:
+      kind: "tf_config" (the `TF_CONFIG` variable), "slurm" (Slurm's
+        variables; run one task per node with `srun`) or "auto" (TF_CONFIG if
+        set, else Slurm if the job step has more than one task, else None).
+    """
+    if kind not in CLUSTERS:
+        raise ValueError(f"cluster must be one of {CLUSTERS}, got {kind!r}")
+    resolvers = tf.distribute.cluster_resolver
+    if kind == "tf_config" or (kind == "auto" and os.environ.get("TF_CONFIG")):
+        return resolvers.TFConfigClusterResolver()
+    if kind == "slurm" or (kind == "auto" and _slurm_tasks() > 1):
+        # Sets CUDA_VISIBLE_DEVICES for this task: must run before TF sees the GPUs.
+        return resolvers.SlurmClusterResolver(port_base=SLURM_PORT_BASE)
+    return None
+
+
+def _cluster_tasks(resolver) -> int:
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
+
+
+def make_strategy(name: str = "auto", cluster: str = "auto") -> tf.distribute.Strategy:
+    """Creates the strategy `name` (one of STRATEGIES); see the module docstring.
+
+    Call it before any other TensorFlow op runs: MultiWorkerMirroredStrategy
+    must configure collective ops first.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    resolver = cluster_resolver(cluster) if name in ("auto", "multi_worker") else None
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        if resolver is not None and _cluster_tasks(resolver) > 1:
+            name = "multi_worker"
+        else:
+            name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if gpus
+                      else tf.distribute.experimental.CommunicationImplementation.AUTO)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver or tf.distribute.cluster_resolver.TFConfigClusterResolver(),
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation))
+
+
+def _task(strategy):
+    """(task_type, task_id, cluster spec dict) of this process; (None, None, {}) if alone."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None, {}
+    return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+
+
+def is_chief(strategy) -> bool:
+    """True for the task that writes checkpoints and summaries."""
+    task_type, task_id, spec = _task(strategy)
+    return (task_type in (None, "chief")
+            or (task_type == "worker" and task_id == 0 and "chief" not in spec))
+
+
+def num_workers(strategy) -> int:
+    """Processes taking part in training (1 unless multi-worker)."""
+    _, _, spec = _task(strategy)
+    return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
+
+
+def worker_index(strategy) -> int:
+    """This process's index among the workers, chief first (TF's `id_in_cluster`)."""
+    task_type, task_id, spec = _task(strategy)
+    if task_type in (None, "chief"):
+        return 0
+    return task_id + (1 if "chief" in spec else 0)
+
+
+def describe(strategy) -> str:
+    """One line for the log: strategy, replicas, workers, this task."""
+    task_type, task_id, _ = _task(strategy)
+    task = f", task {task_type}:{task_id}" if task_type else ""
+    return (f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
+            f"{num_workers(strategy)} worker(s){task}{' (chief)' if is_chief(strategy) else ''}")
+
+
+@contextlib.contextmanager
+def chief_or_temporary_dir(directory: str, strategy):
+    """Yields `directory` on the chief, a temporary directory removed afterwards elsewhere.
+
+    TensorFlow's multi-worker pattern: every worker takes part in writing
+    (saving may involve collective ops), only the chief's copy is kept.
+    """
+    if is_chief(strategy):
+        yield directory
+        return
+    tmp = tempfile.mkdtemp(prefix=f"l3-worker{worker_index(strategy)}-")
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def input_context(strategy) -> tf.distribute.InputContext:
+    """The context `distribute_datasets_from_function` would give this worker's pipeline."""
+    return tf.distribute.InputContext(num_input_pipelines=num_workers(strategy),
+                                      input_pipeline_id=worker_index(strategy),
+                                      num_replicas_in_sync=strategy.num_replicas_in_sync)
+
+
+class WorkerInput:
+    """This worker's training input: one tf.data pipeline feeding its local replicas.
+
+    `dataset_fn(input_context)` returns per-replica batches, sharded by input
+    pipeline (one pipeline per worker), exactly as for
+    `strategy.distribute_datasets_from_function`.
+
+    With `checkpointable=True` (the default) the pipeline's iterator is a
+    plain `tf.data` iterator, which `tf.train.Checkpoint` can save and
+    restore, so a resumed run continues the exact input sequence;
+    `distribute_datasets_from_function`'s iterator cannot be checkpointed.
+    Each step takes one batch per local replica from it (local replica r
+    gets the r-th); the copy to the accelerator happens inside the step.
+    With `checkpointable=False` the standard distributed iterator is used
+    (prefetches to the devices; `iterator` is then None).
+    """
+
+    def __init__(self, strategy, dataset_fn: Callable, checkpointable: bool = True):
+        self._strategy = strategy
+        self.checkpointable = checkpointable
+        self._local_replicas = len(strategy.extended.worker_devices)
+        if checkpointable:
+            self.iterator = iter(dataset_fn(input_context(strategy)))
+            self._distributed = None
+        else:
+            self.iterator = None
+            self._distributed = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    def next(self):
+        """The next step's batch, one per replica (call inside a tf.function)."""
+        if not self.checkpointable:
+            return next(self._distributed)
+        batches = [next(self.iterator) for _ in range(self._local_replicas)]
+        n = self._local_replicas
+        return self._strategy.experimental_distribute_values_from_function(
+            lambda ctx: batches[ctx.replica_id_in_sync_group % n])
+
+
+# --- Checkpoints of a run: the chief's model state, each worker's input position ---
+
+def checkpoint_step(path: str) -> int:
+    """The training step stored in checkpoint `path`."""
+    return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _has_iterator(path: str) -> bool:
+    return any(name.startswith("iterator/") for name, _ in tf.train.list_variables(path))
+
+
+def input_state_dir(model_dir: str, strategy) -> str:
+    """Where this worker keeps its input position in a multi-worker run."""
+    return os.path.join(model_dir, INPUT_STATE_DIR, f"worker-{worker_index(strategy)}")
+
+
+def input_state_saved(model_dir: str, checkpoint: str, step: int, strategy) -> bool:
+    """Whether this worker's input position at `checkpoint` (step `step`) was saved."""
+    if num_workers(strategy) > 1:
+        path = os.path.join(input_state_dir(model_dir, strategy), f"{CHECKPOINT_PREFIX}-{step}")
+        return tf.io.gfile.exists(path + ".index")
+    return _has_iterator(checkpoint)
+
+
+class RunCheckpoints:
+    """Model checkpoints in model_dir (written by the chief) and per-worker input state.
+
+    Single worker: one checkpoint with model, optimizer, step and iterator.
+    Multi-worker: the chief's model checkpoint (model, optimizer, step) and,
+    from every worker, its own iterator in input_state/worker-<i>/, with the
+    same step numbers.
+    """
+
+    def __init__(self, model_dir, strategy, *, model, optimizer, step, iterator, keep):
+        self.model_dir, self.strategy = model_dir, strategy
+        self._trained = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        self._iterator = iterator
+        multi_worker = num_workers(strategy) > 1
+        extra = {"iterator": iterator} if iterator is not None and not multi_worker else {}
+        self.state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **extra)
+        self.input_state = self.input_manager = None
+        if iterator is not None and multi_worker:
+            self.input_state = tf.train.Checkpoint(iterator=iterator)
+            self.input_manager = tf.train.CheckpointManager(
+                self.input_state, input_state_dir(model_dir, strategy), max_to_keep=keep,
+                checkpoint_name=CHECKPOINT_PREFIX)
+        self.manager = (tf.train.CheckpointManager(self.state, model_dir, max_to_keep=keep,
+                                                   checkpoint_name=CHECKPOINT_PREFIX)
+                        if is_chief(strategy) else None)
+
+    def restore(self, path: str, step: int, with_input: bool):
+        self._trained.restore(path).assert_existing_objects_matched().expect_partial()
+        if not with_input or self._iterator is None:
+            return
+        if self.input_state is not None:
+            self.input_state.restore(
+                os.path.join(self.input_manager.directory, f"{CHECKPOINT_PREFIX}-{step}"))
+        else:
+            tf.train.Checkpoint(iterator=self._iterator).restore(path).expect_partial()
+
+    def save(self, step: int) -> str:
+        """Saves on every worker (the non-chiefs to a removed temporary dir); returns the path."""
+        if self.manager is not None:
+            path = self.manager.save(checkpoint_number=step)
+        else:
+            with chief_or_temporary_dir(self.model_dir, self.strategy) as tmp:
+                tf.train.CheckpointManager(self.state, tmp, max_to_keep=1).save(
+                    checkpoint_number=step)
+            path = os.path.join(self.model_dir, f"{CHECKPOINT_PREFIX}-{step}")
+        if self.input_manager is not None:
+            self.input_manager.save(checkpoint_number=step)
+        return path
+
+
+def first_local_device(strategy) -> str:
+    """The first device this worker computes on (for single-device work like evaluation)."""
+    return strategy.extended.worker_devices[0]

@@ -1,0 +1,523 @@
+"""AVC training (section 2.2): a custom distributed loop.
+
+Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (DESIGN.md), so
+the loop is explicit and the same for one device, MirroredStrategy and
+MultiWorkerMirroredStrategy:
+
+  for each step:  batch = next(input)                      # per replica
+                  strategy.run(replica_step)               # in a tf.function
+                    loss = sum(cross-entropy) / global batch + L2 / replicas
+                    gradients all-reduced (summed) by the optimiser; Adam
+
+Choices, and why:
+
+* **Weight decay** is an L2 term in the loss, `0.5 * wd * sum ||w||^2` over
+  conv and dense kernels (`model.weight_decay_variables`): the
+  `wd * tf.nn.l2_loss(w)` of 2017 TensorFlow, whose gradient adds `wd * w`.
+  (Keras' `regularizers.l2(wd)` is `wd * sum w^2`, twice this: an
+  openl3-style run with 1e-5 there matches `--weight_decay=2e-5` here.)
+  Each replica adds `1 / num_replicas` of it, so the all-reduced gradient
+  carries it once. Not AdamW: decoupled decay is scaled by the learning rate
+  and would vanish at 1e-4.
+* **Batch norm** uses per-replica batch statistics by default, as in the
+  paper's synchronous 16-GPU set-up (each GPU normalised its own 16
+  examples); the moving averages are averaged across replicas every step,
+  so every replica (and worker) holds the same inference statistics.
+  `sync_batch_norm=True` normalises with statistics of the global batch
+  instead (Keras' synchronized BatchNormalization), at one all-reduce per
+  BN layer per step.
+* **Checkpoints** (`tf.train.CheckpointManager`, `model_dir/ckpt-<step>`)
+  hold `model`, `optimizer`, `step` and, single-worker, the input
+  `iterator`, so a resumed run continues the exact input sequence. In
+  multi-worker runs each worker's input position is its own: it goes to
+  `model_dir/input_state/worker-<i>/` (written by that worker), while the
+  model checkpoint is written by the chief only. Saved every
+  `checkpoint_every` steps, at the end, and on SIGTERM (all workers stop at
+  the same step: the request travels with the step's all-reduce).
+* **Non-finite loss** stops the run (`NonFiniteLossError`) before anything
+  is saved, so the last checkpoint is the last good state.
+* **Determinism** (`deterministic=True`): op determinism and seeded
+  initialisation; with the input iterator checkpointed, a run killed and
+  resumed ends with the same weights as an uninterrupted one.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from l3 import constants as C
+from l3 import distribute
+from l3 import evaluate as evaluate_lib
+from l3 import model as model_lib
+from l3 import presets as presets_lib
+
+CONFIG_JSON = "train_config.json"
+MIXED_PRECISION = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+# Default length when neither train_steps nor train_pairs is given: the
+# paper's 60M pairs (section 2.2); `small` is a 100x shorter run (presets.py).
+DEFAULT_TRAIN_PAIRS = {"paper": C.TRAIN_PAIRS, "small": C.TRAIN_PAIRS // 100}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf; nothing was saved after the last good step."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs. `None` fields take the preset's value.
+
+    Attributes (the `l3-train` flags of the same names):
+      train_pattern: glob of training TFRecord shards.
+      model_dir: checkpoints, summaries and `train_config.json` go here; a
+        run resumes from its latest checkpoint.
+      eval_pattern: held-out shards for periodic AVC accuracy (optional).
+      train_steps / train_pairs: run length (steps wins; pairs are rounded
+        up to whole global batches). Default: DEFAULT_TRAIN_PAIRS.
+      strategy / cluster: see `l3.distribute`.
+      mixed_precision: "none", "bf16" or "fp16" (dynamic loss scaling).
+      checkpoint_input: checkpoint the input iterator (exact resume); off
+        uses the distributed iterator, and a resumed run re-seeds its input.
+    """
+
+    train_pattern: str
+    model_dir: str
+    preset: str = "paper"
+    eval_pattern: Optional[str] = None
+    train_steps: Optional[int] = None
+    train_pairs: Optional[int] = None
+    global_batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
+    weight_decay: Optional[float] = None
+    strategy: str = "auto"
+    cluster: str = "auto"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    sync_batch_norm: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    checkpoint_input: bool = True
+    eval_every: int = 5000
+    eval_pairs: int = 2048
+    eval_batch_size: int = 64
+    eval_seed: int = 0
+    log_every: int = 100
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the preset's defaults filled in and `train_steps` computed."""
+        preset = presets_lib.get_preset(self.preset)
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, "
+                             f"got {self.mixed_precision!r}")
+        batch = self.global_batch_size or preset.global_batch_size
+        steps = self.train_steps
+        if steps is None:
+            pairs = self.train_pairs or DEFAULT_TRAIN_PAIRS.get(preset.name, C.TRAIN_PAIRS)
+            steps = math.ceil(pairs / batch)
+        return dataclasses.replace(
+            self, global_batch_size=batch, train_steps=int(steps),
+            learning_rate=preset.learning_rate if self.learning_rate is None else self.learning_rate,
+            weight_decay=preset.weight_decay if self.weight_decay is None else self.weight_decay)
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: str):
+    """Sets Keras' global dtype policy for building a model, then restores it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(MIXED_PRECISION[mixed_precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class _ReplicaSyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Loss scaling whose "gradients are finite" test is agreed by all replicas.
+
+    Keras checks finiteness on each replica's local gradients, before the
+    optimiser all-reduces them: replicas could then disagree, one skipping the
+    step while the others apply it. Here the verdict is all-reduced first.
+    """
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return finite
+        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                             tf.cast(tf.logical_not(finite), tf.float32))
+        return tf.equal(bad, 0.0)
+
+
+class Trainer:
+    """Model, optimiser and the distributed training step, for one strategy.
+
+    `step_fn(batch, stop)` (call inside a tf.function) trains one step on
+    `batch` = (image [b, S, S, 3], waveform [b, N], label [b]) per replica and
+    returns float32 [5], identical on every worker: [cross-entropy (mean over
+    the global batch), L2 term, correct predictions, replicas asking to stop,
+    non-finite values in the gradients and BN statistics].
+    """
+
+    def __init__(self, preset, strategy, *, global_batch_size: int, learning_rate: float,
+                 weight_decay: float, mixed_precision: str = "none", jit_compile: bool = False,
+                 sync_batch_norm: bool = False):
+        replicas = strategy.num_replicas_in_sync
+        if global_batch_size % replicas:
+            raise ValueError(f"global batch {global_batch_size} is not divisible by "
+                             f"{replicas} replicas")
+        self.preset, self.strategy = preset, strategy
+        self.global_batch_size, self.weight_decay = global_batch_size, weight_decay
+        self.mixed_precision = mixed_precision
+        with strategy.scope(), dtype_policy(mixed_precision):
+            self.model = model_lib.build_avc_model(preset)
+            optimizer = keras.optimizers.Adam(learning_rate)
+            if mixed_precision == "fp16":
+                optimizer = _ReplicaSyncedLossScaleOptimizer(optimizer)
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+        bn_layers = [layer for layer in _all_layers(self.model)
+                     if isinstance(layer, keras.layers.BatchNormalization)]
+        for layer in bn_layers:
+            layer.synchronized = sync_batch_norm
+        # Per-replica BN: average the moving statistics so replicas agree.
+        self._bn_stats = [v for layer in bn_layers
+                          for v in (layer.moving_mean, layer.moving_variance)]
+        self._moving_stats = [] if sync_batch_norm or replicas == 1 else self._bn_stats
+        self._decay_vars = model_lib.weight_decay_variables(self.model)
+        self._forward_backward = (tf.function(self._gradients, jit_compile=True)
+                                  if jit_compile else self._gradients)
+
+    def _gradients(self, image, waveform, label):
+        """Per replica: (cross-entropy share, L2 share, correct, gradients)."""
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.model({"image": image, "waveform": waveform}, training=True)
+            logits = tf.cast(logits, tf.float32)
+            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits)
+            data_loss = tf.nn.compute_average_loss(xent, global_batch_size=self.global_batch_size)
+            l2 = self.weight_decay * tf.add_n(
+                [tf.nn.l2_loss(tf.cast(v.value, tf.float32)) for v in self._decay_vars])
+            l2 = l2 / replicas  # summed over replicas by the gradient all-reduce
+            loss = data_loss + l2
+            if self.mixed_precision == "fp16":
+                loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(label, tf.int32)),
+            tf.float32))
+        return data_loss, l2, correct, grads
+
+    def _replica_step(self, batch, stop):
+        image, waveform, label = batch[:3]
+        data_loss, l2, correct, grads = self._forward_backward(image, waveform, label)
+        # A NaN can hide from the loss (max-pooling drops NaNs) yet reach the
+        # weights through the gradients or the BN statistics: count those too.
+        # (fp16: loss scaling skips steps with non-finite gradients by design.)
+        watched = [] if self.mixed_precision == "fp16" else list(grads)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        ctx = tf.distribute.get_replica_context()
+        if self._moving_stats:
+            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                   [tf.identity(v.value) for v in self._moving_stats])
+            for v, mean in zip(self._moving_stats, means):
+                v.assign(mean)
+        watched += [tf.identity(v.value) for v in self._bn_stats]
+        nonfinite = tf.add_n([tf.reduce_sum(tf.cast(~tf.math.is_finite(x), tf.float32))
+                              for x in watched])
+        totals = tf.stack([data_loss, l2, correct, tf.cast(stop, tf.float32), nonfinite])
+        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, totals)
+
+    def step_fn(self, batch, stop):
+        """One distributed step (inside a tf.function); see the class docstring."""
+        totals = self.strategy.run(self._replica_step, args=(batch, stop))
+        return self.strategy.experimental_local_results(totals)[0]
+
+    def make_train_function(self, next_batch: Callable) -> Callable:
+        """tf.function(stop: float32 scalar) -> totals, reading `next_batch()` each call."""
+        @tf.function
+        def train_function(stop):
+            return self.step_fn(next_batch(), stop)
+        return train_function
+
+    def make_predict_function(self, jit_compile: bool = False) -> Callable:
+        """tf.function(image, waveform) -> P(corresponds) [b], on this worker's first device."""
+        @tf.function(jit_compile=jit_compile)
+        def predict(image, waveform):
+            logits = self.model({"image": image, "waveform": waveform}, training=False)
+            return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[:, 1]
+        return predict
+
+
+def _scalar_summary(name: str, value: float, step: int) -> None:
+    """tf.summary.scalar without needing the tensorboard package (same event format)."""
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR)
+    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def weights_digest(model) -> str:
+    """sha256 of every model variable's bytes, in order (equal digests: equal weights)."""
+    h = hashlib.sha256()
+    for v in model.weights:
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.hexdigest()
+
+
+class _SigtermFlag:
+    """Records SIGTERM (e.g. preemption) instead of dying; restores the old handler on exit."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.received = True
+        logging.warning("SIGTERM received: saving a checkpoint after this step, then stopping")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _write_config(config: TrainConfig, strategy) -> None:
+    path = os.path.join(config.model_dir, CONFIG_JSON)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            old = json.load(f)
+        if old.get("preset") != config.preset:
+            raise ValueError(f"{config.model_dir} holds a {old.get('preset')!r} run; "
+                             f"cannot resume it as {config.preset!r}")
+    record = dataclasses.asdict(config)
+    record.update(num_replicas=strategy.num_replicas_in_sync,
+                  num_workers=distribute.num_workers(strategy),
+                  tensorflow=tf.__version__, keras=keras.__version__)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(record, f, indent=2)
+
+
+def default_dataset_fn(config: TrainConfig, seed: int) -> Callable:
+    """input_context -> per-replica training batches from `config.train_pattern`."""
+    from l3 import pairs  # the pipeline; imported late so the loop is testable without it
+    preset = presets_lib.get_preset(config.preset)
+
+    def dataset_fn(input_context):
+        return pairs.make_dataset(config.train_pattern, preset, training=True,
+                                  batch_size=config.global_batch_size,
+                                  input_context=input_context, seed=seed,
+                                  deterministic=True if config.deterministic else None)
+    return dataset_fn
+
+
+def _eval_dataset(config: TrainConfig):
+    from l3 import pairs
+    return pairs.make_dataset(config.eval_pattern, presets_lib.get_preset(config.preset),
+                              training=False, batch_size=config.eval_batch_size,
+                              seed=config.eval_seed, num_pairs=config.eval_pairs,
+                              deterministic=True)
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, m = seconds // 3600, seconds // 60 % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{seconds % 60:02d}s"
+
+
+def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
+          dataset_fn: Optional[Callable[[int], Callable]] = None) -> Dict:
+    """Trains (or resumes) the AVC model; returns a summary dict.
+
+    Args:
+      config: the run; `None` fields take the preset's values.
+      strategy: overrides `config.strategy` (tests, notebooks).
+      dataset_fn: overrides the input: `dataset_fn(seed)` returns a function
+        input_context -> dataset of per-replica (image, waveform, label).
+
+    Returns:
+      {"step", "start_step", "train_steps", "stopped" ("completed" or
+      "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
+      (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
+      "num_replicas", "num_workers", "is_chief", "model_dir"}.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
+    """
+    with _SigtermFlag() as sigterm:  # from the start: a preemption may come during set-up
+        return _train(config.resolved(), strategy, dataset_fn, sigterm)
+
+
+class _Progress:
+    """Accumulates steps between log lines; writes the console line and the summaries."""
+
+    def __init__(self, config: TrainConfig, writer, say):
+        self.config, self.writer, self.say = config, writer, say
+        self.last = {"loss": None, "accuracy": None, "pairs_per_second": None}
+        self._reset()
+
+    def _reset(self):
+        self.sums = {"loss": 0.0, "l2": 0.0, "correct": 0.0}
+        self.steps, self.timed, self.seconds = 0, 0, 0.0
+
+    def add(self, xent: float, l2: float, correct: float, seconds: Optional[float]):
+        """One step's totals; `seconds` None for an untimed step (tracing)."""
+        for key, value in (("loss", xent), ("l2", l2), ("correct", correct)):
+            self.sums[key] += value
+        self.steps += 1
+        if seconds is not None:
+            self.timed, self.seconds = self.timed + 1, self.seconds + seconds
+
+    def report(self, step: int):
+        n, batch, total = self.steps, self.config.global_batch_size, self.config.train_steps
+        rate = self.timed * batch / self.seconds if self.timed else float("nan")
+        self.last = {"loss": self.sums["loss"] / n,
+                     "accuracy": self.sums["correct"] / (n * batch), "pairs_per_second": rate}
+        with self.writer.as_default():
+            for name, value in (("loss", self.last["loss"]),
+                                ("loss_total", (self.sums["loss"] + self.sums["l2"]) / n),
+                                ("avc_accuracy", self.last["accuracy"]),
+                                ("learning_rate", float(self.config.learning_rate)),
+                                ("pairs_per_second", rate)):
+                if math.isfinite(value):
+                    _scalar_summary(name, value, step)
+        eta = (total - step) * self.seconds / max(self.timed, 1)
+        self.say("step %d/%d (%.1f%%) loss %.4f acc %.3f | %.0f pairs/s | eta %s",
+                 step, total, 100.0 * step / total, self.last["loss"], self.last["accuracy"],
+                 rate, _format_duration(eta))
+        self._reset()
+
+
+def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
+    strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    preset = presets_lib.get_preset(config.preset)
+    chief = distribute.is_chief(strategy)
+    say = logging.info if chief else logging.debug  # progress: the chief's console only
+    logging.info("%s", distribute.describe(strategy))
+    if chief:
+        tf.io.gfile.makedirs(config.model_dir)
+        _write_config(config, strategy)
+
+    trainer = Trainer(preset, strategy, global_batch_size=config.global_batch_size,
+                      learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                      mixed_precision=config.mixed_precision, jit_compile=config.jit_compile,
+                      sync_batch_norm=config.sync_batch_norm)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+
+    # Resume? And can this worker's input position be restored (else re-seed the input)?
+    latest = tf.train.latest_checkpoint(config.model_dir)
+    start_step = distribute.checkpoint_step(latest) if latest else 0
+    exact_input = config.checkpoint_input and (
+        latest is None
+        or distribute.input_state_saved(config.model_dir, latest, start_step, strategy))
+    seed = config.seed if latest is None or exact_input else config.seed + start_step
+    make_input = dataset_fn or (lambda s: default_dataset_fn(config, s))
+    worker_input = distribute.WorkerInput(strategy, make_input(seed),
+                                          checkpointable=config.checkpoint_input)
+    checkpoints = distribute.RunCheckpoints(
+        config.model_dir, strategy, model=trainer.model, optimizer=trainer.optimizer,
+        step=step_var, iterator=worker_input.iterator, keep=config.keep_checkpoints)
+    if latest:
+        checkpoints.restore(latest, start_step, with_input=exact_input)
+        logging.info("resumed from %s (step %d)%s", latest, start_step,
+                     "" if exact_input else f"; input re-seeded with seed {seed}")
+    else:
+        say("starting a new run in %s", config.model_dir)
+
+    train_function = trainer.make_train_function(worker_input.next)
+    predict = trainer.make_predict_function(config.jit_compile) if config.eval_pattern else None
+    train_writer = eval_writer = tf.summary.create_noop_writer()
+    if chief:
+        train_writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+        if predict is not None:
+            eval_writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
+
+    def run_eval(step):  # the chief alone, on its first device: no collectives
+        with tf.device(distribute.first_local_device(strategy)):
+            result = evaluate_lib.evaluate_pairs(predict, _eval_dataset(config))
+        with eval_writer.as_default():
+            _scalar_summary("avc_accuracy", result["accuracy"], step)
+            _scalar_summary("avc_log_loss", result["log_loss"], step)
+        say("eval @ step %d: AVC accuracy %.4f on %d held-out pairs",
+            step, result["accuracy"], result["num_pairs"])
+        return result["accuracy"]
+
+    def save(step):
+        step_var.assign(step)
+        path = checkpoints.save(step)
+        say("checkpoint %s", path)
+        return path
+
+    step, total = start_step, config.train_steps
+    say("training %s preset to step %d: global batch %d, lr %g, wd %g, %s precision",
+        preset.name, total, config.global_batch_size, config.learning_rate,
+        config.weight_decay, config.mixed_precision)
+    progress = _Progress(config, train_writer, say)
+    eval_accuracy, stopped, saved_step, path = None, "completed", start_step, latest
+    begin = time.time()
+    while step < total:
+        t0 = time.perf_counter()
+        totals = train_function(tf.constant(float(sigterm.received)))
+        xent, l2, correct, stop, nonfinite = (float(x) for x in totals.numpy())
+        # The first call traces and compiles: not timed.
+        progress.add(xent, l2, correct, time.perf_counter() - t0 if step > start_step else None)
+        step += 1
+        if not math.isfinite(xent + l2) or nonfinite:
+            what = (f"training loss is {xent + l2}" if not math.isfinite(xent + l2) else
+                    f"{int(nonfinite)} gradient or batch-norm values are NaN/Inf")
+            raise NonFiniteLossError(
+                f"{what} at step {step}: stopped. Nothing was saved after step {saved_step}; "
+                f"the last good checkpoint is {path or 'none'}. Try a lower --learning_rate, "
+                f"or --mixed_precision=bf16/none instead of fp16.")
+        if step % config.log_every == 0 or step == total or stop:
+            progress.report(step)
+        if stop:  # SIGTERM on some worker: every worker saves this step and stops
+            stopped = "preempted"
+            break
+        if step % config.checkpoint_every == 0 and step < total:
+            path, saved_step = save(step), step
+        if predict is not None and chief and step % config.eval_every == 0 and step < total:
+            eval_accuracy = run_eval(step)
+    if saved_step != step:
+        path, saved_step = save(step), step
+    if predict is not None and chief and stopped == "completed":
+        eval_accuracy = run_eval(step)
+    train_writer.flush()
+    eval_writer.flush()
+    digest = weights_digest(trainer.model)
+    logging.info("%s at step %d after %s; weights sha256 %s", stopped, step,
+                 _format_duration(time.time() - begin), digest)
+    return {"step": step, "start_step": start_step, "train_steps": total, "stopped": stopped,
+            **progress.last, "eval_accuracy": eval_accuracy, "checkpoint": path,
+            "weights_sha256": digest, "num_replicas": strategy.num_replicas_in_sync,
+            "num_workers": distribute.num_workers(strategy), "is_chief": chief,
+            "model_dir": config.model_dir}
