@@ -61,7 +61,7 @@ def test_directory_and_export_json(exported):
     assert on_disk == info
     assert on_disk["preset"] == "small" and on_disk["step"] == 7
     assert on_disk["sample_rate"] == 16000 and on_disk["clip_samples"] == 16000
-    assert on_disk["image_size"] == 64 and on_disk["embedding_dim"] == 128
+    assert on_disk["image_size"] == 64 and on_disk["embedding_dim"] == 64
     assert on_disk["source_checkpoint"] == "ckpt-7"
 
 
@@ -91,9 +91,9 @@ def test_savedmodels_in_fresh_process_match_in_memory_model(exported):
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["audio_encoder_inputs"] == {"waveform": [None, 16000]}
-    assert got["audio_encoder_outputs"] == {"embedding": [None, 128], "conv4_2_pooled": [None, 1536]}
+    assert got["audio_encoder_outputs"] == {"embedding": [None, 64], "conv4_2_pooled": [None, 768]}
     assert got["vision_encoder_inputs"] == {"image": [None, 64, 64, 3]}
-    assert got["vision_encoder_outputs"] == {"embedding": [None, 128], "conv4_2_pooled": [None, 2048]}
+    assert got["vision_encoder_outputs"] == {"embedding": [None, 64], "conv4_2_pooled": [None, 1024]}
     assert got["avc_inputs"] == {"image": [None, 64, 64, 3], "waveform": [None, 16000]}
     assert got["avc_outputs"] == {"correspondence": [None]}
     for key in ("embedding", "conv4_2_pooled"):
@@ -113,7 +113,7 @@ def test_keras_files_and_loader(exported):
     np.testing.assert_allclose(loaded.correspondence(image, waveform), ref["avc"], atol=1e-6)
     with pytest.raises(ValueError, match="expected waveforms"):
         loaded.embed_audio(waveform[:, :100])
-    assert loaded.embed_images(image[:0])["embedding"].shape == (0, 128)
+    assert loaded.embed_images(image[:0])["embedding"].shape == (0, 64)
 
 
 def test_export_checkpoint_restores_weights(tmp_path):

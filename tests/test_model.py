@@ -68,13 +68,13 @@ def test_small_sizes_and_counts():
     assert nets["vision"].input.shape[1:] == (64, 64, 3)
     assert nets["audio"].input.shape[1:] == (16000,)
     assert nets["audio"].get_layer("spectrogram").output.shape[1:] == (129, 199, 1)
-    assert nets["vision"].get_layer("conv4_2_bn").output.shape[1:] == SMALL.vision_conv4_shape == (4, 4, 128)
-    assert nets["audio"].get_layer("conv4_2_bn").output.shape[1:] == SMALL.audio_conv4_shape == (8, 12, 128)
-    assert _trainable(nets["vision"]) == _trunk_params(3, (16, 32, 64, 128)) == 294_000
-    assert _trainable(nets["audio"]) == _trunk_params(1, (16, 32, 64, 128)) == 293_712
-    assert _trainable(nets["fusion"]) == 256 * 128 + 128 + 258 == 33_154
+    assert nets["vision"].get_layer("conv4_2_bn").output.shape[1:] == SMALL.vision_conv4_shape == (4, 4, 64)
+    assert nets["audio"].get_layer("conv4_2_bn").output.shape[1:] == SMALL.audio_conv4_shape == (8, 12, 64)
+    assert _trainable(nets["vision"]) == _trunk_params(3, (8, 16, 32, 64)) == 73_848
+    assert _trainable(nets["audio"]) == _trunk_params(1, (8, 16, 32, 64)) == 73_704
+    assert _trainable(nets["fusion"]) == 128 * 128 + 128 + 258 == 16_770
     enc = model.build_encoder(nets["audio"], SMALL, "audio")
-    assert enc.output["conv4_2_pooled"].shape[1:] == (SMALL.audio_transfer_dim,) == (1536,)
+    assert enc.output["conv4_2_pooled"].shape[1:] == (SMALL.audio_transfer_dim,) == (768,)
 
 
 def _inputs(preset, batch=2, seed=0):

@@ -24,7 +24,7 @@ def test_small_preset_keeps_window_in_seconds():
     assert p.stft_hop * 2 == p.stft_window
     assert p.decimation == 3 and p.clip_samples == 16000
     assert p.spectrogram_frames == 199 and p.spectrogram_bands == 129
-    assert p.sizes()["audio_transfer_dim"] == 1536
+    assert p.sizes()["audio_transfer_dim"] == 768
 
 
 def test_unknown_preset():
