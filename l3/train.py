@@ -34,8 +34,15 @@ Choices, and why:
   model checkpoint is written by the chief only. Saved every
   `checkpoint_every` steps, at the end, and on SIGTERM (all workers stop at
   the same step: the request travels with the step's all-reduce).
-* **Non-finite loss** stops the run (`NonFiniteLossError`) before anything
-  is saved, so the last checkpoint is the last good state.
+* **Non-finite values** in the loss, the gradients or the BN statistics
+  (checked every step, agreed by all workers) stop the run
+  (`NonFiniteLossError`) before anything is saved, so the last checkpoint is
+  the last good state.
+* **Input**: one tf.data pipeline per worker (`l3.distribute.WorkerInput`),
+  sharded as `distribute_datasets_from_function` would; its plain iterator is
+  checkpointable, the distributed one is not. The price: batches are copied
+  to the accelerators inside the step rather than prefetched there
+  (`checkpoint_input=False` restores prefetching and gives up exact resume).
 * **Determinism** (`deterministic=True`): op determinism and seeded
   initialisation; with the input iterator checkpointed, a run killed and
   resumed ends with the same weights as an uninterrupted one.
@@ -351,29 +358,6 @@ def _format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{seconds % 60:02d}s"
 
 
-def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
-          dataset_fn: Optional[Callable[[int], Callable]] = None) -> Dict:
-    """Trains (or resumes) the AVC model; returns a summary dict.
-
-    Args:
-      config: the run; `None` fields take the preset's values.
-      strategy: overrides `config.strategy` (tests, notebooks).
-      dataset_fn: overrides the input: `dataset_fn(seed)` returns a function
-        input_context -> dataset of per-replica (image, waveform, label).
-
-    Returns:
-      {"step", "start_step", "train_steps", "stopped" ("completed" or
-      "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
-      (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
-      "num_replicas", "num_workers", "is_chief", "model_dir"}.
-
-    Raises:
-      NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
-    """
-    with _SigtermFlag() as sigterm:  # from the start: a preemption may come during set-up
-        return _train(config.resolved(), strategy, dataset_fn, sigterm)
-
-
 class _Progress:
     """Accumulates steps between log lines; writes the console line and the summaries."""
 
@@ -415,7 +399,6 @@ class _Progress:
 
 
 def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
-    strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
@@ -521,3 +504,30 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
             "weights_sha256": digest, "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
             "model_dir": config.model_dir}
+
+
+def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
+          dataset_fn: Optional[Callable[[int], Callable]] = None) -> Dict:
+    """Trains (or resumes) the AVC model; returns a summary dict.
+
+    Args:
+      config: the run; `None` fields take the preset's values.
+      strategy: overrides `config.strategy` (tests, notebooks).
+      dataset_fn: overrides the input: `dataset_fn(seed)` returns a function
+        input_context -> dataset of per-replica (image, waveform, label).
+
+    Returns:
+      {"step", "start_step", "train_steps", "stopped" ("completed" or
+      "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
+      (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
+      "num_replicas", "num_workers", "is_chief", "model_dir"}.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
+    """
+    config = config.resolved()
+    strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
+    # After the strategy: with a multi-worker cluster TF installs its own SIGTERM
+    # handler (coordination service), which would swallow the signal.
+    with _SigtermFlag() as sigterm:
+        return _train(config, strategy, dataset_fn, sigterm)
