@@ -45,7 +45,7 @@ class DemoConfig:
     corpus_dir: Optional[str] = None     # default: work_dir/corpus
     num_classes: Optional[int] = None  # corpus default
     videos_per_class: Optional[Dict[str, int]] = None  # corpus default: 40/8/12
-    train_steps: int = 1200
+    train_steps: int = 1400
     batch_size: int = 64
     learning_rate: Optional[float] = None  # the small preset's
     seed: int = 0
