@@ -28,7 +28,8 @@ VISION = "vision"
 AUDIO = "audio"
 
 
-def conv_block(x, filters: int, block: int, first_stride: int = 1, pool: bool = True):
+def conv_block(x, filters: int, block: int, first_stride: int = 1, pool: bool = True,
+               bn_momentum: float = 0.99):
     """conv -> BN -> ReLU, twice, then a 2x2/2 valid max-pool (unless `pool` is False).
 
     [b, h, w, c] -> [b, ceil(h / first_stride) // 2, ceil(w / first_stride) // 2, filters]
@@ -37,7 +38,7 @@ def conv_block(x, filters: int, block: int, first_stride: int = 1, pool: bool = 
         name = f"conv{block}_{i}"
         x = layers.Conv2D(filters, C.KERNEL_SIZE, strides=stride, padding="same",
                           use_bias=False, name=name)(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
         x = layers.ReLU(name=f"{name}_relu")(x)
     if pool:
         x = layers.MaxPooling2D(C.POOL_SIZE, strides=C.POOL_SIZE, padding="valid",
@@ -49,7 +50,8 @@ def _trunk(x, preset: Preset):
     """Four conv blocks + global max-pool: [b, h, w, c] -> [b, filters[-1]]."""
     for block, filters in enumerate(preset.block_filters, start=1):
         stride = preset.conv1_1_stride if block == 1 else 1
-        x = conv_block(x, filters, block, first_stride=stride, pool=block < 4)
+        x = conv_block(x, filters, block, first_stride=stride, pool=block < 4,
+                       bn_momentum=preset.bn_momentum)
     return layers.GlobalMaxPooling2D(name="pool4")(x)
 
 

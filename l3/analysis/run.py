@@ -163,7 +163,8 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
         t = time.time()
         section: Dict = {"top_k": top_k, "thresholds": list(C.UNIT_PREFERENCE_THRESHOLDS)}
         for m in MODALITIES:
-            prefs[m] = {net: units.unit_preferences(emb[m][net], items.labels, top_k, seed)
+            prefs[m] = {net: units.unit_preferences(emb[m][net], items.labels, top_k, seed,
+                                                    groups=items.video_ids)
                         for net in emb[m]}
             section[m] = {net: units.preference_report(p, items.class_names)
                           for net, p in prefs[m].items()}

@@ -21,7 +21,7 @@ Activations are pool4 outputs: float [n_items, D]; labels int [n_items].
 """
 
 import dataclasses
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -48,27 +48,39 @@ class UnitPreference:
         return self.top_items.shape[1]
 
 
-def top_items(activations: np.ndarray, top_k: int = C.UNIT_TOP_K, seed: int = 0) -> np.ndarray:
+def top_items(activations: np.ndarray, top_k: int = C.UNIT_TOP_K, seed: int = 0,
+              groups: Optional[Sequence] = None) -> np.ndarray:
     """Indices of each unit's `top_k` items, highest first: [n, D] -> int [D, top_k].
 
-    Ties are broken in a seeded random order of the items.
+    Ties are broken in a seeded random order of the items. With `groups`
+    ([n], e.g. video ids), a unit's top items come from distinct groups (its
+    best item of each), so several frames of one video cannot make a unit
+    look class-selective.
     """
     acts = np.asarray(activations, np.float64)
     n = acts.shape[0]
-    k = min(top_k, n)
     perm = np.random.default_rng(seed).permutation(n)
-    order = np.argsort(-acts[perm], axis=0, kind="stable")[:k]  # [k, D] into perm
-    return perm[order].T
+    order = perm[np.argsort(-acts[perm], axis=0, kind="stable")]  # [n, D] item indices
+    if groups is None:
+        return order[:min(top_k, n)].T
+    _, group_ids = np.unique(np.asarray(groups), return_inverse=True)
+    k = min(top_k, int(group_ids.max()) + 1)
+    rows = []
+    for unit in range(acts.shape[1]):
+        _, first = np.unique(group_ids[order[:, unit]], return_index=True)
+        rows.append(order[np.sort(first)[:k], unit])
+    return np.stack(rows)
 
 
 def unit_preferences(activations: np.ndarray, labels: np.ndarray, top_k: int = C.UNIT_TOP_K,
-                     seed: int = 0) -> UnitPreference:
-    """Ranks items per unit and finds each unit's majority class among its top k."""
+                     seed: int = 0, groups: Optional[Sequence] = None) -> UnitPreference:
+    """Ranks items per unit and finds each unit's majority class among its top k
+    (from distinct `groups`, e.g. videos, when given; see `top_items`)."""
     acts = np.asarray(activations)
     labels = np.asarray(labels, np.int64)
     if acts.ndim != 2 or len(acts) != len(labels):
         raise ValueError(f"activations must be [n, D] with n = {len(labels)}, got {acts.shape}")
-    top = top_items(acts, top_k, seed)
+    top = top_items(acts, top_k, seed, groups)
     top_labels = labels[top]  # [D, k]
     num_classes = int(labels.max()) + 1
     counts = np.stack([np.bincount(row, minlength=num_classes) for row in top_labels])
