@@ -9,6 +9,8 @@ summary table beside the paper's numbers. Re-running reuses every finished
 stage's output (corpus, shards, checkpoints).
 """
 
+import logging
+
 from absl import app, flags
 
 from l3 import demo
@@ -27,6 +29,8 @@ flags.DEFINE_string("analyses", _D.analyses, "Analyses to run (comma list).")
 
 def main(argv):
     del argv
+    # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     config = demo.DemoConfig(work_dir=FLAGS.work_dir, corpus_dir=FLAGS.corpus_dir,
                              train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
                              num_classes=FLAGS.num_classes, workers=FLAGS.workers,

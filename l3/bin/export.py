@@ -6,6 +6,8 @@ writes `audio_encoder/`, `vision_encoder/`, `avc/` (SavedModels, signature
 `serving_default`), `*.keras` and `export.json` (see l3/export.py).
 """
 
+import logging
+
 from absl import app, flags
 
 from l3 import export, presets
@@ -20,6 +22,8 @@ flags.mark_flags_as_required(["model_dir", "output_dir"])
 
 def main(argv):
     del argv
+    # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     preset = presets.get_preset(FLAGS.preset) if FLAGS.preset else None
     info = export.export_checkpoint(FLAGS.model_dir, FLAGS.output_dir, preset=preset,
                                     checkpoint=FLAGS.checkpoint)
