@@ -1,0 +1,133 @@
+r"""Embedding throughput through an exported model: audio seconds/s and images/s.
+
+  .venv/bin/python benchmarks/bench_embed.py --output_json=/tmp/bench_embed.json
+  .venv/bin/python benchmarks/bench_embed.py --presets=paper --audio_seconds=60 --images=128
+
+For each preset, a model with random weights is exported (`l3.export`) and
+loaded back as `ExportedModel`, exactly what `l3-embed` and the transfer
+tools run. Timed (after one warm-up batch):
+
+* audio: `l3.embed.embed_audio_array` on `--audio_seconds` of noise at the
+  encoder's rate with `--hop_s` (window slicing + SavedModel calls).
+  Reported as 1 s windows per second and as audio seconds embedded per
+  second at that hop (= windows/s x hop_s) and at a 1 s hop (= windows/s);
+* images: `ExportedModel.embed_images` on `--images` random images.
+
+Decoding is not included (see benchmarks/bench_builder.py for PyAV decode
+rates). Wall-clock numbers drop when other jobs share the cores; the CPU
+seconds used are reported beside them.
+"""
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from typing import Dict, Sequence
+
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from l3 import embed, export, model as model_lib, presets as presets_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("presets", ["small", "paper"], "Presets to measure.")
+flags.DEFINE_float("audio_seconds", 30.0, "Seconds of audio embedded per preset.")
+flags.DEFINE_float("hop_s", embed.DEFAULT_HOP_S, "Audio window hop.")
+flags.DEFINE_integer("images", 64, "Images embedded per preset.")
+flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
+flags.DEFINE_string("output_json", None, "Where to write the report.")
+
+
+def machine() -> Dict:
+    import tensorflow as tf
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cpu_cores_available": cores, "gpus": gpus,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "tensorflow": tf.__version__, "device": "GPU" if gpus else "CPU"}
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure_preset(name: str, *, audio_seconds: float, hop_s: float, images: int,
+                   batch_size: int) -> Dict:
+    preset = presets_lib.get_preset(name)
+    tmp = tempfile.mkdtemp(prefix="bench-embed-")
+    try:
+        export.export_model(model_lib.build_avc_model(preset), preset, os.path.join(tmp, "export"))
+        m = export.ExportedModel(os.path.join(tmp, "export"))
+        rng = np.random.default_rng(0)
+        audio = (0.1 * rng.standard_normal(int(audio_seconds * m.sample_rate))).astype(np.float32)
+        imgs = rng.uniform(0, 1, (images, m.image_size, m.image_size, 3)).astype(np.float32)
+        # Warm-up: loads the SavedModels and traces the first batch shape.
+        embed.embed_audio_array(m, audio[: 2 * m.clip_samples], hop_s=hop_s, batch_size=batch_size)
+        m.embed_images(imgs[:batch_size], batch_size=batch_size)
+        out = {}
+        a_wall, a_cpu = _timed(lambda: out.setdefault(
+            "a", embed.embed_audio_array(m, audio, hop_s=hop_s, batch_size=batch_size)))
+        windows = len(out["a"][1])
+        i_wall, i_cpu = _timed(lambda: m.embed_images(imgs, batch_size=batch_size))
+        return {
+            "preset": name, "batch_size": batch_size, "hop_s": hop_s,
+            "audio_windows": windows, "audio_wall_s": a_wall, "audio_cpu_s": a_cpu,
+            "windows_per_second": windows / a_wall,
+            "audio_seconds_per_second_at_hop": windows * hop_s / a_wall,
+            "audio_seconds_per_second_at_1s_hop": windows / a_wall,
+            "images": images, "image_wall_s": i_wall, "image_cpu_s": i_cpu,
+            "images_per_second": images / i_wall,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_benchmark(presets: Sequence[str] = ("small", "paper"), *, audio_seconds: float = 30.0,
+                  hop_s: float = embed.DEFAULT_HOP_S, images: int = 64,
+                  batch_size: int = 64) -> Dict:
+    """Measures every preset; returns {"machine", "results": [...]}."""
+    results = [measure_preset(p, audio_seconds=audio_seconds, hop_s=hop_s, images=images,
+                              batch_size=batch_size) for p in presets]
+    return {"machine": machine(), "results": results}
+
+
+def format_table(report: Dict) -> str:
+    m = report["machine"]
+    lines = [f"machine: {m['cpu']} ({m['cpu_cores_available']} cores available, load "
+             f"{m['load_average'][0]:.1f}), GPUs: {', '.join(m['gpus']) or 'none'}; "
+             f"TensorFlow {m['tensorflow']}",
+             f"{'preset':8s} {'batch':>5s} {'windows/s':>10s} {'audio s/s':>10s} "
+             f"{'(hop)':>6s} {'audio s/s':>10s} {'(hop)':>6s} {'images/s':>9s}"]
+    for r in report["results"]:
+        lines.append(f"{r['preset']:8s} {r['batch_size']:5d} {r['windows_per_second']:10.1f} "
+                     f"{r['audio_seconds_per_second_at_hop']:10.1f} {r['hop_s']:6.2f} "
+                     f"{r['audio_seconds_per_second_at_1s_hop']:10.1f} {1.0:6.2f} "
+                     f"{r['images_per_second']:9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    report = run_benchmark(FLAGS.presets, audio_seconds=FLAGS.audio_seconds, hop_s=FLAGS.hop_s,
+                           images=FLAGS.images, batch_size=FLAGS.batch_size)
+    print(format_table(report))
+    if FLAGS.output_json:
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Flags shared by l3-esc50 and l3-dcase (defined once on import; read only by the binaries)."""
+
+from absl import app, flags
+
+from l3.transfer import audio_protocol as ap
+from l3.transfer import linear_svm
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("data_dir", None, "Dataset root in its released layout.")
+flags.DEFINE_string("export_dir", None, "An l3-export directory (its audio_encoder is used).")
+flags.DEFINE_bool("random_encoder", False, "Use the audio network with random weights instead "
+                  "of an export (the paper's 'Ours random'); sized by --preset.")
+flags.DEFINE_string("preset", "paper", "Preset of --random_encoder.")
+flags.DEFINE_string("output_json", None, "Where to write the results JSON.")
+flags.DEFINE_string("cache_dir", None, "Feature cache directory (keyed by weights and files); "
+                    "reruns with another C grid skip feature extraction.")
+flags.DEFINE_list("c_grid", [f"{c:g}" for c in ap.DEFAULT_C_GRID],
+                  "SVM C values; chosen by CV inside the training folds (one value: no CV).")
+flags.DEFINE_integer("inner_folds", ap.DEFAULT_INNER_FOLDS, "Splits of the C-selection CV.")
+flags.DEFINE_float("tol", linear_svm.DEFAULT_TOL,
+                   "SVM stopping tolerance (relative objective decrease of a Newton step).")
+flags.DEFINE_integer("num_subclips", None, "1 s subclips per clip (default: the paper's, "
+                     "10 for ESC-50, 60 for DCASE).")
+flags.DEFINE_integer("workers", 2, "Audio decoding threads.")
+flags.DEFINE_integer("batch_size", 64, "Encoder batch size (subclips).")
+flags.DEFINE_integer("seed", 0, "Seed of the C-selection CV splits (and of --random_encoder).")
+flags.DEFINE_bool("progress", True, "Show a progress bar while extracting features.")
+flags.DEFINE_integer("blas_threads", None, "Limit numpy's BLAS threads (the SVM's GEMMs); on a "
+                     "machine shared with other jobs 1 can be much faster than oversubscribing.")
+flags.mark_flag_as_required("data_dir")
+
+
+def encoder():
+    """The encoder the flags ask for (an export directory or a random network)."""
+    if FLAGS.random_encoder:
+        return ap.random_encoder(FLAGS.preset, seed=FLAGS.seed, batch_size=FLAGS.batch_size)
+    if not FLAGS.export_dir:
+        raise app.UsageError("give --export_dir (or --random_encoder)")
+    return ap.exported_encoder(FLAGS.export_dir, batch_size=FLAGS.batch_size)
+
+
+def common_kwargs(default_subclips: int) -> dict:
+    return dict(c_grid=[float(c) for c in FLAGS.c_grid], inner_folds=FLAGS.inner_folds,
+                tol=FLAGS.tol, num_subclips=FLAGS.num_subclips or default_subclips,
+                cache_dir=FLAGS.cache_dir, workers=FLAGS.workers, batch_size=FLAGS.batch_size,
+                seed=FLAGS.seed, progress=FLAGS.progress)
+
+
+def blas_limits():
+    """A context manager limiting BLAS threads to --blas_threads (no limit when unset)."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=FLAGS.blas_threads, user_api="blas")

@@ -1,0 +1,7 @@
+"""Transfer benchmarks of the learnt features (sections 3.1, 3.3 and 3.4).
+
+Audio (section 3.3): `audio_protocol` (the subclip / z-score / linear-SVM
+protocol shared by ESC-50 and DCASE, and `evaluate_clips` for clips held in
+memory), `linear_svm` (the batched one-vs-all SVM solver), `esc50`, `dcase`.
+Vision and baselines: `imagenet`, `supervised`, `kinetics_baselines`.
+"""
