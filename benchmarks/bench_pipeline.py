@@ -295,19 +295,24 @@ def format_table(result: dict) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_pattern", None, "Builder shards to read (default: write synthetic ones).")
-flags.DEFINE_list("presets", ["paper", "small"], "Presets to measure.")
-flags.DEFINE_list("parallel_calls", ["1", "2"], "num_parallel_calls values.")
-flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
-flags.DEFINE_integer("num_videos", 48, "Synthetic videos to write.")
-flags.DEFINE_integer("warmup_batches", 3, "Batches before timing (fills the shuffle buffer).")
-flags.DEFINE_integer("measure_batches", 10, "Batches timed.")
-flags.DEFINE_bool("generator", True, "Also time the Python generator.")
-flags.DEFINE_bool("checkpoint", False, "Also measure the iterator checkpoint size.")
-flags.DEFINE_string("work_dir", None, "Where synthetic shards and checkpoints go (default: a temp dir).")
-flags.DEFINE_list("deterministic", ["false"], "tf.data orders to time (false, true).")
-flags.DEFINE_string("output_json", None, "Write every number here.")
 
+
+def _define_flags():
+    """Flags exist only when run as a script, so tests can import this module
+    beside other modules that define flags of the same names."""
+    flags.DEFINE_string("data_pattern", None, "Builder shards to read (default: write synthetic ones).")
+    flags.DEFINE_list("presets", ["paper", "small"], "Presets to measure.")
+    flags.DEFINE_list("parallel_calls", ["1", "2"], "num_parallel_calls values.")
+    flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
+    flags.DEFINE_integer("num_videos", 48, "Synthetic videos to write.")
+    flags.DEFINE_integer("warmup_batches", 3, "Batches before timing (fills the shuffle buffer).")
+    flags.DEFINE_integer("measure_batches", 10, "Batches timed.")
+    flags.DEFINE_bool("generator", True, "Also time the Python generator.")
+    flags.DEFINE_bool("checkpoint", False, "Also measure the iterator checkpoint size.")
+    flags.DEFINE_string("work_dir", None, "Where synthetic shards and checkpoints go (default: a temp dir).")
+    flags.DEFINE_list("deterministic", ["false"], "tf.data orders to time (false, true).")
+    flags.DEFINE_string("output_json", None, "Write every number here.")
+    
 
 def main(argv):
     del argv
@@ -322,4 +327,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
