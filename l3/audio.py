@@ -106,6 +106,11 @@ def _lowpass_taps(factor: int, taps_per_phase: int = 32, beta: float = 8.0) -> n
     return (h / h.sum()).astype(np.float32)
 
 
+def decimation_margin(factor: int) -> int:
+    """Input samples the decimation filter reaches on each side of an output sample."""
+    return len(_lowpass_taps(factor)) // 2 if factor > 1 else 0
+
+
 def decimate(waveform, factor: int):
     """Integer-factor resampling with a linear-phase anti-alias FIR filter.
 

@@ -24,7 +24,7 @@ RATE = C.SAMPLE_RATE  # the records' rate; the schema fixes it
 # The schema's own feature specs (records owns the keys), minus what we never read.
 _KEYS = (records.VIDEO_ID, records.LABEL, records.FRAMES, records.FRAME_TIMES, records.AUDIO,
          records.AUDIO_START, records.SAMPLE_RATE)
-_SPEC = {key: records._FEATURES[key] for key in _KEYS}  # pylint: disable=protected-access
+_SPEC = {key: records.FEATURES[key] for key in _KEYS}
 
 
 def _parse(serialized) -> Dict[str, tf.Tensor]:
@@ -138,7 +138,7 @@ class PairSampler:
         if self.factor == 1:
             self.margin = 0
         else:
-            half = len(audio_lib._lowpass_taps(self.factor)) // 2  # pylint: disable=protected-access
+            half = audio_lib.decimation_margin(self.factor)
             self.margin = -(-half // self.factor) * self.factor
         self.sliced = self.window + 2 * self.margin
 

@@ -82,7 +82,7 @@ def make_example(*, video_id: str, frames: Sequence[bytes], frame_times: Sequenc
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-_FEATURES = {
+FEATURES = {
     VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
     LABEL: tf.io.FixedLenFeature([], tf.string, default_value=""),
     SPLIT: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -103,7 +103,7 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
       audio: float32 [samples] in [-1, 1); audio_start: float32 []; sample_rate: int64 [];
       video_id, label, split, source: string [].
     """
-    parsed = tf.io.parse_single_example(serialized, _FEATURES)
+    parsed = tf.io.parse_single_example(serialized, FEATURES)
     pcm = tf.io.decode_raw(parsed[AUDIO], tf.int16, little_endian=True)
     parsed[AUDIO] = tf.cast(pcm, tf.float32) / 32768.0
     return parsed
