@@ -19,40 +19,22 @@ encode), write (Example serialization + TFRecord write, in the parent).
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
+import av
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from l3 import media  # noqa: E402
 from tfrecords import builder, inputs  # noqa: E402
 
 STAGES = ("decode", "convert", "resample", "jpeg", "write")
-
-
-def machine_info() -> Dict[str, object]:
-    """CPU model, logical cores (total and usable by this process), library versions."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    import av  # noqa: PLC0415
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable,
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "python": platform.python_version(), "pyav": av.__version__,
-            "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))}
 
 
 def _textured_frames(count: int, width: int, height: int, seed: int):
@@ -135,7 +117,8 @@ def run_benchmark(num_videos: int = 8, workers: int = 1, *, seconds: float = 10.
     total = sum(stages.values()) or 1.0
     decoded_seconds = written * min(seconds, config.max_seconds)
     return {
-        "machine": machine_info(),
+        "machine": {**machine_info(), "pyav": av.__version__,
+                    "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))},
         "params": {"num_videos": num_videos, "workers": workers, "cores_used": cores,
                    "clip_seconds": seconds, "size": list(size), "source_fps": fps,
                    "sample_rate": sample_rate, "build_fps": build_fps,
@@ -164,7 +147,7 @@ def format_table(result: Dict[str, object]) -> str:
     m, p = result["machine"], result["params"]
     w = p["size"]
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), "
+        f"machine: {m['cpu']}, {m['cpu_count']} cores ({m['cores_usable']} usable), "
         f"load {m['load_average'][0]:.1f}" if m.get("load_average") else f"machine: {m['cpu']}",
         f"clips: {p['num_videos']} x {p['clip_seconds']:g} s, {w[0]}x{w[1]} H.264 "
         f"{p['source_fps']:g} fps, AAC {p['sample_rate']} Hz stereo; workers {p['workers']}; "

@@ -20,7 +20,6 @@ seconds used are reported beside them.
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from l3 import embed, export, model as model_lib, presets as presets_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -41,21 +41,6 @@ flags.DEFINE_float("hop_s", embed.DEFAULT_HOP_S, "Audio window hop.")
 flags.DEFINE_integer("images", 64, "Images embedded per preset.")
 flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
 flags.DEFINE_string("output_json", None, "Where to write the report.")
-
-
-def machine() -> Dict:
-    import tensorflow as tf
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"cpu": cpu, "cpu_cores_available": cores, "gpus": gpus,
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "tensorflow": tf.__version__, "device": "GPU" if gpus else "CPU"}
 
 
 def _timed(fn):
@@ -101,12 +86,12 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), *, audio_seconds:
     """Measures every preset; returns {"machine", "results": [...]}."""
     results = [measure_preset(p, audio_seconds=audio_seconds, hop_s=hop_s, images=images,
                               batch_size=batch_size) for p in presets]
-    return {"machine": machine(), "results": results}
+    return {"machine": machine_info(), "results": results}
 
 
 def format_table(report: Dict) -> str:
     m = report["machine"]
-    lines = [f"machine: {m['cpu']} ({m['cpu_cores_available']} cores available, load "
+    lines = [f"machine: {m['cpu']} ({m['cores_usable']} cores available, load "
              f"{m['load_average'][0]:.1f}), GPUs: {', '.join(m['gpus']) or 'none'}; "
              f"TensorFlow {m['tensorflow']}",
              f"{'preset':8s} {'batch':>5s} {'windows/s':>10s} {'audio s/s':>10s} "

@@ -28,7 +28,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -40,28 +39,7 @@ import numpy as np  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-
-def machine() -> Dict[str, object]:
-    """CPU model, cores, load and library versions."""
-    import tensorflow as tf
-    model = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
-    }
+from benchmarks.machine import machine_info  # noqa: E402
 
 
 def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.0, fps: float = 4.0,
@@ -222,7 +200,7 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
     from l3 import pairs, presets
 
     work_dir = work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
-    result = {"machine": machine(), "batch_size": batch_size, "rows": []}
+    result = {"machine": machine_info(), "batch_size": batch_size, "rows": []}
     if data_pattern:
         files = pairs.resolve_files(data_pattern)
     else:
@@ -278,8 +256,8 @@ def _format_row(row) -> str:
 
 def format_table(result: dict) -> str:
     m = result["machine"]
-    lines = [f"machine: {m['cpu_model']}, {m['cores_usable']} usable cores of {m['cpu_count']}, "
-             f"{m['gpus']} GPU(s), TF {m['tensorflow']}, load average {m['load_average']} -> "
+    lines = [f"machine: {m['cpu']}, {m['cores_usable']} usable cores of {m['cpu_count']}, "
+             f"{len(m['gpus'])} GPU(s), TF {m['tensorflow']}, load average {m['load_average']} -> "
              f"{result.get('load_average_end')}",
              f"data: {result['data']['files']} files, {result['data']['bytes'] / 1e6:.0f} MB"
              f"{' (synthetic)' if result['data']['synthetic'] else ''}; training batches of "

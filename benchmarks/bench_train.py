@@ -19,7 +19,7 @@ measured here, not taken from a data sheet: the best rate of a large square
 
 import json
 import os
-import platform
+import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -28,6 +28,9 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.machine import machine_info  # noqa: E402
 from l3 import model as model_lib
 from l3 import presets as presets_lib
 from l3 import train as train_lib
@@ -137,21 +140,6 @@ def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
             "pairs_per_second": batch_size / seconds, "compile_seconds": compile_seconds}
 
 
-def machine() -> Dict:
-    """What ran the benchmark."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cpu_cores_available": cores, "gpus": gpus,
-            "tensorflow": tf.__version__, "device": "GPU" if gpus else "CPU"}
-
-
 def run_benchmark(presets: Sequence[str] = ("small", "paper"), *,
                   batch_sizes: Optional[Dict[str, int]] = None, mixed_precision: str = "none",
                   jit_compile: bool = False, steps: Optional[int] = None,
@@ -174,14 +162,14 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), *,
             "achieved_gflops": achieved,
             "fraction_of_matmul_peak": achieved / peak,
         })
-    return {"machine": machine(), "mixed_precision": mixed_precision, "jit_compile": jit_compile,
+    return {"machine": machine_info(), "mixed_precision": mixed_precision, "jit_compile": jit_compile,
             "matmul_peak_gflops": peak, "matmul_dtype": COMPUTE_DTYPE[mixed_precision].name,
             "results": results}
 
 
 def format_table(report: Dict) -> str:
     m = report["machine"]
-    lines = [f"machine: {m['cpu']} ({m['cpu_cores_available']} cores available), "
+    lines = [f"machine: {m['cpu']} ({m['cores_usable']} cores available), "
              f"GPUs: {', '.join(m['gpus']) or 'none'}; TensorFlow {m['tensorflow']}",
              f"precision {report['mixed_precision']}, jit {report['jit_compile']}; measured "
              f"{report['matmul_dtype']} matmul peak {report['matmul_peak_gflops']:.1f} GFLOP/s",

@@ -32,6 +32,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from l3.transfer import audio_protocol as ap  # noqa: E402
 from l3.transfer import linear_svm  # noqa: E402
 
@@ -73,7 +74,7 @@ def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, cla
                   single_fits: bool = True, liblinear_classes: int = 0) -> Dict:
     x, labels = synthetic_features(clips, subclips, dim, classes)
     test = (np.arange(clips) // classes) % 5 == 0
-    report = {"machine": _machine(), "problem": {
+    report = {"machine": {**machine_info(with_tensorflow=False), "numpy": np.__version__}, "problem": {
         "train_clips": int((~test).sum()), "test_clips": int(test.sum()), "subclips": subclips,
         "dim": dim, "classes": classes, "train_rows": int((~test).sum()) * subclips},
         "c_grid": [float(c) for c in c_grid], "tol": tol}
@@ -110,18 +111,6 @@ def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, cla
     return report
 
 
-def _machine() -> Dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cpu_cores_available": cores, "load_average": list(os.getloadavg()),
-            "numpy": np.__version__}
-
-
 def main(argv):
     del argv
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -134,7 +123,7 @@ def main(argv):
                                liblinear_classes=FLAGS.liblinear_classes)
     report["blas"] = blas
     m = report["machine"]
-    print(f"machine: {m['cpu']}, {m['cpu_cores_available']} cores, load {m['load_average'][0]:.1f}; "
+    print(f"machine: {m['cpu']}, {m['cores_usable']} cores, load {m['load_average'][0]:.1f}; "
           f"BLAS {blas}")
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w") as f:

@@ -1,0 +1,34 @@
+"""What ran a benchmark: one description shared by every benchmark's table and JSON."""
+
+import os
+import platform
+from typing import Dict
+
+
+def machine_info(with_tensorflow: bool = True) -> Dict[str, object]:
+    """CPU model, logical cores (total, usable by this process), load average,
+    Python and (optionally) TensorFlow version with the GPUs it sees.
+
+    Keys: cpu, cpu_count, cores_usable, load_average, python, and with
+    TensorFlow: tensorflow, gpus (device names), device ("GPU" or "CPU").
+    """
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+    }
+    if with_tensorflow:
+        import tensorflow as tf  # noqa: PLC0415
+        gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                for g in tf.config.list_physical_devices("GPU")]
+        info.update(tensorflow=tf.__version__, gpus=gpus, device="GPU" if gpus else "CPU")
+    return info
+
