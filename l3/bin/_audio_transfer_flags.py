@@ -1,6 +1,6 @@
 """Flags shared by l3-esc50 and l3-dcase (defined once on import; read only by the binaries)."""
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from l3.transfer import audio_protocol as ap
 from l3.transfer import linear_svm
@@ -51,3 +51,16 @@ def blas_limits():
     """A context manager limiting BLAS threads to --blas_threads (no limit when unset)."""
     from threadpoolctl import threadpool_limits
     return threadpool_limits(limits=FLAGS.blas_threads, user_api="blas")
+
+
+def run_and_report(run_fn, format_table, default_subclips: int, **kwargs) -> dict:
+    """Runs a benchmark's `run(data_dir, encoder, ...)` under the flags, prints its
+    table and writes --output_json; shared by l3-esc50 and l3-dcase."""
+    logging.set_verbosity(logging.INFO)
+    with blas_limits():
+        result = run_fn(FLAGS.data_dir, encoder(), **kwargs, **common_kwargs(default_subclips))
+    print(format_table(result))
+    if FLAGS.output_json:
+        ap.write_json(result, FLAGS.output_json)
+        print(f"wrote {FLAGS.output_json}")
+    return result

@@ -9,11 +9,11 @@ wav files directly). Always: the 5-fold CV of the development set; with
 clip; protocol in l3/transfer/audio_protocol.py and in the JSON.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from l3 import constants as C
 from l3.bin import _audio_transfer_flags as transfer_flags
-from l3.transfer import audio_protocol, dcase
+from l3.transfer import dcase
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("test_dir", None, "DCASE 2013 test set (same layout): train on the "
@@ -23,15 +23,8 @@ flags.DEFINE_integer("num_folds", dcase.NUM_FOLDS, "Folds of the development-set
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
-    with transfer_flags.blas_limits():
-        result = dcase.run(FLAGS.data_dir, transfer_flags.encoder(), test_dir=FLAGS.test_dir,
-                           num_folds=FLAGS.num_folds,
-                           **transfer_flags.common_kwargs(C.DCASE_SUBCLIPS))
-    print(dcase.format_table(result))
-    if FLAGS.output_json:
-        audio_protocol.write_json(result, FLAGS.output_json)
-        print(f"wrote {FLAGS.output_json}")
+    transfer_flags.run_and_report(dcase.run, dcase.format_table, C.DCASE_SUBCLIPS,
+                                  test_dir=FLAGS.test_dir, num_folds=FLAGS.num_folds)
 
 
 def run():

@@ -11,11 +11,11 @@ paper's "Ours random" row. The protocol is in l3/transfer/audio_protocol.py
 and in the JSON's `protocol`.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from l3 import constants as C
 from l3.bin import _audio_transfer_flags as transfer_flags
-from l3.transfer import audio_protocol, esc50
+from l3.transfer import esc50
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("esc10", False, "Evaluate on the ESC-10 subset (clips flagged esc10).")
@@ -23,14 +23,7 @@ flags.DEFINE_bool("esc10", False, "Evaluate on the ESC-10 subset (clips flagged 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.INFO)
-    with transfer_flags.blas_limits():
-        result = esc50.run(FLAGS.data_dir, transfer_flags.encoder(), esc10=FLAGS.esc10,
-                           **transfer_flags.common_kwargs(C.ESC50_SUBCLIPS))
-    print(esc50.format_table(result))
-    if FLAGS.output_json:
-        audio_protocol.write_json(result, FLAGS.output_json)
-        print(f"wrote {FLAGS.output_json}")
+    transfer_flags.run_and_report(esc50.run, esc50.format_table, C.ESC50_SUBCLIPS, esc10=FLAGS.esc10)
 
 
 def run():
