@@ -144,12 +144,14 @@ def load_saved_model_predictor(export_dir: str) -> Tuple[Callable, Optional[str]
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise FileNotFoundError(f"no avc SavedModel in {export_dir!r}: give an l3-export "
                                 f"--output_dir or its avc/ directory")
-    serving = tf.saved_model.load(path).signatures["serving_default"]
+    loaded = tf.saved_model.load(path)
+    serving = loaded.signatures["serving_default"]
     preset = _read_json(info_path).get("preset") if tf.io.gfile.exists(info_path) else None
 
     def predict(image, waveform):
         return serving(image=tf.cast(image, tf.float32),
                        waveform=tf.cast(waveform, tf.float32))["correspondence"]
+    predict.saved_model = loaded  # a signature references its variables only weakly
     return predict, preset
 
 
