@@ -22,6 +22,7 @@ from keras import layers
 
 from l3 import audio as audio_lib
 from l3 import constants as C
+from l3 import fileio
 from l3.presets import Preset
 
 VISION = "vision"
@@ -133,3 +134,8 @@ def build_encoder(subnetwork: keras.Model, preset: Preset, modality: str) -> ker
 def weight_decay_variables(model: keras.Model):
     """The variables L2 weight decay applies to: conv and dense kernels (not BN, not biases)."""
     return [v for v in model.trainable_variables if v.path.endswith("kernel")]
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 of every model variable's bytes, in order (equal digests: equal weights)."""
+    return fileio.arrays_digest(keras.ops.convert_to_numpy(v) for v in model.weights)
