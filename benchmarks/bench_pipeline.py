@@ -167,7 +167,9 @@ def measure_checkpoint(files: Sequence[str], preset, batch_size: int, directory:
     from l3 import pairs
     out = {}
     for symbolic in (False, True):
-        ds = pairs.make_dataset(files, preset, training=True, batch_size=batch_size, deterministic=symbolic)
+        ds = pairs.make_dataset(files, preset, training=True,
+                                options=pairs.PipelineOptions(
+                                    batch_size=batch_size, deterministic=symbolic))
         it = iter(ds)
         for _ in range(3):
             next(it)
@@ -220,8 +222,9 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
             baseline = before
         rows = []
         for calls, det in itertools.product(parallel_calls, deterministic):
-            ds = pairs.make_dataset(files, preset, training=True, batch_size=batch_size,
-                                    num_parallel_calls=calls, seed=0, deterministic=det)
+            ds = pairs.make_dataset(files, preset, training=True,
+                                    options=pairs.PipelineOptions(
+                                        batch_size=batch_size, num_parallel_calls=calls, seed=0, deterministic=det))
             iterator = iter(ds)
             timing = _time_batches(iterator, warmup_batches, measure_batches, batch_size)
             del iterator, ds

@@ -3,7 +3,7 @@
 A pair is (frame, 1 s of audio); half correspond. A model scores it with
 P(corresponds); the prediction is "corresponds" when that is above 0.5, the
 argmax of the 2-way softmax. The pairs are `l3.pairs.make_dataset(...,
-training=False, num_pairs=n, seed=s)`: the same n pairs for a given seed and
+training=False, options=PipelineOptions(num_pairs=n, seed=s))`: the same n pairs for a given seed and
 data, so checkpoints and exports are compared on identical input.
 
 Sources of the model:
@@ -180,9 +180,9 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
             raise ValueError(f"no export.json beside {export_dir!r}; pass the preset")
         preset_obj = presets_lib.get_preset(preset)
         extra = {"source": export_dir}
-    dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, batch_size=batch_size,
-                                 seed=seed, num_pairs=num_pairs, include_metadata=True,
-                                 deterministic=True)
+    options = pairs.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
+                                    include_metadata=True, deterministic=True)
+    dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, options=options)
     result = evaluate_pairs(predict, dataset)
     result.update(extra, preset=preset_obj.name, seed=seed)
     return result
