@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3 import model as model_lib
+from l3 import pairs
 from l3 import presets as presets_lib
 
 # Not from the paper (it does not say how many pairs it scored): enough that
@@ -164,7 +165,6 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
     Returns `avc_metrics`'s dict plus "source", "preset", "seed", and "step"
     for a checkpoint.
     """
-    from l3 import pairs  # the pipeline, imported late: avc_metrics needs none of it
     if (model_dir is None) == (export_dir is None):
         raise ValueError("give exactly one of model_dir and export_dir")
     extra = {}
