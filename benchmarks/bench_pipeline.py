@@ -25,8 +25,8 @@ Expected run time with the defaults: a few minutes on 2 cores.
 """
 
 import gc
+import io
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -36,16 +36,22 @@ from typing import Dict, Iterator, List, Optional, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+from PIL import Image, ImageEnhance  # noqa: E402
+from scipy import signal  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
+from l3 import audio as audio_lib  # noqa: E402
+from l3 import constants as C  # noqa: E402
+from l3 import fileio  # noqa: E402
+from l3 import pairs, presets  # noqa: E402
 
 
 def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.0, fps: float = 4.0,
                            num_shards: int = 4) -> List[str]:
     """Synthetic builder-like shards (see the module docstring)."""
-    from tests.record_fixtures import SyntheticCorpus
+    from tests.record_fixtures import SyntheticCorpus  # test-only data: imported only when used
     corpus = SyntheticCorpus(num_videos=num_videos, seconds=seconds, fps=fps, frame_size=(256, 340),
                              frame_noise=12.0)
     return corpus.write(directory, num_shards)
@@ -61,15 +67,6 @@ def python_generator_pairs(files: Sequence[str], preset, batch_size: int, seed: 
     the shuffle buffer), same image and audio operations, done with PIL, numpy
     and scipy.
     """
-    import io
-
-    import tensorflow as tf
-    from PIL import Image, ImageEnhance
-    from scipy import signal
-
-    from l3 import audio as audio_lib
-    from l3 import constants as C
-
     rng = np.random.default_rng(seed)
     taps = audio_lib._lowpass_taps(preset.decimation) if preset.decimation > 1 else None  # pylint: disable=protected-access
     window = int(round(preset.clip_seconds * C.SAMPLE_RATE))
@@ -162,12 +159,11 @@ def _settle(seconds: float = 1.0) -> None:
 def measure_checkpoint(files: Sequence[str], preset, batch_size: int, directory: str) -> Dict[str, float]:
     """Bytes of `tf.train.Checkpoint(iterator=...)` of a training iterator after a warm-up,
     deterministic (symbolic checkpoint) and not (explicit: every buffer is saved)."""
-    import tensorflow as tf
-
-    from l3 import pairs
     out = {}
     for symbolic in (False, True):
-        ds = pairs.make_dataset(files, preset, training=True, batch_size=batch_size, deterministic=symbolic)
+        ds = pairs.make_dataset(files, preset, training=True,
+                                options=pairs.PipelineOptions(
+                                    batch_size=batch_size, deterministic=symbolic))
         it = iter(ds)
         for _ in range(3):
             next(it)
@@ -197,8 +193,6 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
                   checkpoint: bool = False, work_dir: Optional[str] = None,
                   deterministic: Sequence[bool] = (False,)) -> dict:
     """Runs the whole comparison; returns every number (see the module docstring)."""
-    from l3 import pairs, presets
-
     work_dir = work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
     result = {"machine": machine_info(), "batch_size": batch_size, "rows": []}
     if data_pattern:
@@ -220,8 +214,9 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
             baseline = before
         rows = []
         for calls, det in itertools.product(parallel_calls, deterministic):
-            ds = pairs.make_dataset(files, preset, training=True, batch_size=batch_size,
-                                    num_parallel_calls=calls, seed=0, deterministic=det)
+            ds = pairs.make_dataset(files, preset, training=True,
+                                    options=pairs.PipelineOptions(
+                                        batch_size=batch_size, num_parallel_calls=calls, seed=0, deterministic=det))
             iterator = iter(ds)
             timing = _time_batches(iterator, warmup_batches, measure_batches, batch_size)
             del iterator, ds
@@ -300,8 +295,7 @@ def main(argv):
                            [d.lower() in ("1", "true", "yes") for d in FLAGS.deterministic])
     print(format_table(result))
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(result, f, indent=2)
+        fileio.write_json(FLAGS.output_json, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ of this shape cost the same per GEMM; correlation sets the iteration count).
 
 Timed:
 * `single_fits`: one cold `fit_ova_svm` per C of the grid on all 16000 rows;
-* `fold`: `audio_protocol.train_and_test` on one split, i.e. what every ESC-50
+* `fold`: `protocol.train_and_test` on one split, i.e. what every ESC-50
   fold costs: the C-selection CV (3 inner splits x 4 C, warm-started path)
   plus the final fit, z-scoring included;
 * `liblinear` (optional): `sklearn.svm.LinearSVC(dual=False)` (liblinear's
@@ -21,11 +21,10 @@ Timed:
   classes one after another, so time is linear in their number).
 """
 
-import json
 import os
 import sys
 import time
-from typing import Dict, Sequence
+from typing import Dict
 
 import numpy as np
 from absl import app, flags
@@ -33,15 +32,16 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3.transfer import audio_protocol as ap  # noqa: E402
-from l3.transfer import linear_svm  # noqa: E402
+from l3 import fileio  # noqa: E402
+from l3.transfer import linear_svm, protocol  # noqa: E402
+from l3.transfer.protocol_config import SvmProtocolConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("clips", 2000, "Clips (a fifth are the test fold).")
 flags.DEFINE_integer("subclips", 10, "Subclips per clip.")
 flags.DEFINE_integer("dim", 6144, "Feature dimension.")
 flags.DEFINE_integer("classes", 50, "Classes.")
-flags.DEFINE_list("c_grid", [f"{c:g}" for c in ap.DEFAULT_C_GRID], "C grid.")
+flags.DEFINE_list("c_grid", [f"{c:g}" for c in SvmProtocolConfig().c_grid], "C grid.")
 flags.DEFINE_float("tol", linear_svm.DEFAULT_TOL, "Solver tolerance.")
 flags.DEFINE_bool("single_fits", True, "Time one cold fit per C.")
 flags.DEFINE_integer("liblinear_classes", 0, "Also time liblinear on this many classes (0: skip).")
@@ -70,8 +70,9 @@ def synthetic_features(clips: int, subclips: int, dim: int, classes: int, seed: 
 
 
 def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, classes: int = 50,
-                  c_grid: Sequence[float] = ap.DEFAULT_C_GRID, tol: float = linear_svm.DEFAULT_TOL,
-                  single_fits: bool = True, liblinear_classes: int = 0) -> Dict:
+                  config: SvmProtocolConfig = SvmProtocolConfig(), single_fits: bool = True,
+                  liblinear_classes: int = 0) -> Dict:
+    c_grid, tol = config.c_grid, config.tol
     x, labels = synthetic_features(clips, subclips, dim, classes)
     test = (np.arange(clips) // classes) % 5 == 0
     report = {"machine": {**machine_info(with_tensorflow=False), "numpy": np.__version__}, "problem": {
@@ -79,7 +80,7 @@ def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, cla
         "dim": dim, "classes": classes, "train_rows": int((~test).sum()) * subclips},
         "c_grid": [float(c) for c in c_grid], "tol": tol}
     if single_fits or liblinear_classes:
-        z = ap.fit_zscore(x[~test])
+        z = protocol.fit_zscore(x[~test])
         xtr = z.apply(x[~test])
         ytr = np.repeat(labels[~test], subclips)
     if single_fits:
@@ -89,7 +90,7 @@ def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, cla
             report["single_fits"].append({"C": c, **m.info})
             print(f"cold fit C={c:g}: {m.info['seconds']:.1f} s, {m.info['newton_iterations']} "
                   f"Newton, {m.info['hessian_products']} Hessian products", flush=True)
-    r = ap.train_and_test(x[~test], labels[~test], x[test], labels[test], c_grid=c_grid, tol=tol)
+    r = protocol.train_and_test(x[~test], labels[~test], x[test], labels[test], config=config)
     report["fold"] = {k: r[k] for k in ("accuracy", "C", "cv_accuracy", "fit_seconds",
                                          "select_seconds", "select_fits", "hessian_products",
                                          "converged")}
@@ -118,16 +119,17 @@ def main(argv):
         blas = [{k: info.get(k) for k in ("internal_api", "num_threads", "version")}
                 for info in threadpool_info() if info.get("user_api") == "blas"]
         report = run_benchmark(clips=FLAGS.clips, subclips=FLAGS.subclips, dim=FLAGS.dim,
-                               classes=FLAGS.classes, c_grid=[float(c) for c in FLAGS.c_grid],
-                               tol=FLAGS.tol, single_fits=FLAGS.single_fits,
+                               classes=FLAGS.classes,
+                               config=SvmProtocolConfig(
+                                   c_grid=tuple(float(c) for c in FLAGS.c_grid), tol=FLAGS.tol),
+                               single_fits=FLAGS.single_fits,
                                liblinear_classes=FLAGS.liblinear_classes)
     report["blas"] = blas
     m = report["machine"]
     print(f"machine: {m['cpu']}, {m['cores_usable']} cores, load {m['load_average'][0]:.1f}; "
           f"BLAS {blas}")
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2, default=float)
+        fileio.write_json(FLAGS.output_json, report)
 
 
 if __name__ == "__main__":

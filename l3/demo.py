@@ -168,15 +168,15 @@ def _held_out_clips(config: DemoConfig, corpus_info, sample_rate: int):
 
 def _svm(config: DemoConfig, corpus_info) -> Dict:
     from l3 import export
-    from l3.transfer import audio_protocol
+    from l3.transfer import protocol, protocol_config
     exported = {name: export.ExportedModel(config.path(name))
                 for name in ("export", "export_untrained")}
     sample_rate = exported["export"].sample_rate
     clips, labels, _ = _held_out_clips(config, corpus_info, sample_rate)
     folds = [i % config.svm_folds for i in range(len(clips))]
-    results = {name: audio_protocol.evaluate_clips(model, clips, labels, folds,
-                                                   sample_rate=sample_rate,
-                                                   num_subclips=C.ESC50_SUBCLIPS)
+    svm_config = protocol_config.SvmProtocolConfig(num_subclips=C.ESC50_SUBCLIPS)
+    results = {name: protocol.evaluate_clips(model, clips, labels, folds, sample_rate=sample_rate,
+                                             config=svm_config)
                for name, model in exported.items()}
     with open(config.path("svm.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)

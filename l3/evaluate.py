@@ -3,7 +3,7 @@
 A pair is (frame, 1 s of audio); half correspond. A model scores it with
 P(corresponds); the prediction is "corresponds" when that is above 0.5, the
 argmax of the 2-way softmax. The pairs are `l3.pairs.make_dataset(...,
-training=False, num_pairs=n, seed=s)`: the same n pairs for a given seed and
+training=False, options=PipelineOptions(num_pairs=n, seed=s))`: the same n pairs for a given seed and
 data, so checkpoints and exports are compared on identical input.
 
 Sources of the model:
@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3 import model as model_lib
+from l3 import pairs
 from l3 import presets as presets_lib
 
 # Not from the paper (it does not say how many pairs it scored): enough that
@@ -164,7 +165,6 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
     Returns `avc_metrics`'s dict plus "source", "preset", "seed", and "step"
     for a checkpoint.
     """
-    from l3 import pairs  # the pipeline, imported late: avc_metrics needs none of it
     if (model_dir is None) == (export_dir is None):
         raise ValueError("give exactly one of model_dir and export_dir")
     extra = {}
@@ -180,9 +180,9 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
             raise ValueError(f"no export.json beside {export_dir!r}; pass the preset")
         preset_obj = presets_lib.get_preset(preset)
         extra = {"source": export_dir}
-    dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, batch_size=batch_size,
-                                 seed=seed, num_pairs=num_pairs, include_metadata=True,
-                                 deterministic=True)
+    options = pairs.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
+                                    include_metadata=True, deterministic=True)
+    dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, options=options)
     result = evaluate_pairs(predict, dataset)
     result.update(extra, preset=preset_obj.name, seed=seed)
     return result

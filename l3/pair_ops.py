@@ -125,7 +125,7 @@ def check_two_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS)
 
 
 class PairSampler:
-    """The three stages of `l3.pairs.make_dataset` for one preset (see that module's docstring)."""
+    """The three stages of `l3.pairs.make_dataset` for one preset (see the comments there)."""
 
     def __init__(self, preset: Preset, training: bool):
         self.preset, self.training = preset, training

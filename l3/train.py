@@ -50,26 +50,24 @@ Choices, and why:
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 from typing import Callable, Dict, Optional
 
 from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from l3 import constants as C
 from l3 import distribute
 from l3 import evaluate as evaluate_lib
+from l3 import fileio
 from l3 import model as model_lib
+from l3 import pairs
 from l3 import presets as presets_lib
+from l3.train_utils import Progress, SigtermFlag, format_duration, scalar_summary
 
 CONFIG_JSON = "train_config.json"
 MIXED_PRECISION = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -270,49 +268,11 @@ class Trainer:
         return predict
 
 
-def _scalar_summary(name: str, value: float, step: int) -> None:
-    """tf.summary.scalar without needing the tensorboard package (same event format)."""
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-        data_class=summary_pb2.DATA_CLASS_SCALAR)
-    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
-
-
 def _all_layers(model):
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
             yield from _all_layers(layer)
-
-
-def weights_digest(model) -> str:
-    """sha256 of every model variable's bytes, in order (equal digests: equal weights)."""
-    h = hashlib.sha256()
-    for v in model.weights:
-        h.update(np.ascontiguousarray(v.numpy()).tobytes())
-    return h.hexdigest()
-
-
-class _SigtermFlag:
-    """Records SIGTERM (e.g. preemption) instead of dying; restores the old handler on exit."""
-
-    def __init__(self):
-        self.received = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame
-        self.received = True
-        logging.warning("SIGTERM received: saving a checkpoint after this step, then stopping")
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _write_config(config: TrainConfig, strategy) -> None:
@@ -327,75 +287,27 @@ def _write_config(config: TrainConfig, strategy) -> None:
     record.update(num_replicas=strategy.num_replicas_in_sync,
                   num_workers=distribute.num_workers(strategy),
                   tensorflow=tf.__version__, keras=keras.__version__)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(record, f, indent=2)
+    fileio.write_json(path, record)
 
 
 def default_dataset_fn(config: TrainConfig, seed: int) -> Callable:
     """input_context -> per-replica training batches from `config.train_pattern`."""
-    from l3 import pairs  # the pipeline; imported late so the loop is testable without it
     preset = presets_lib.get_preset(config.preset)
+    options = pairs.PipelineOptions(batch_size=config.global_batch_size, seed=seed,
+                                    deterministic=True if config.deterministic else None)
 
     def dataset_fn(input_context):
-        return pairs.make_dataset(config.train_pattern, preset, training=True,
-                                  batch_size=config.global_batch_size,
-                                  input_context=input_context, seed=seed,
-                                  deterministic=True if config.deterministic else None)
+        return pairs.make_dataset(config.train_pattern, preset, training=True, options=options,
+                                  input_context=input_context)
     return dataset_fn
 
 
-def _eval_dataset(config: TrainConfig):
-    from l3 import pairs
-    return pairs.make_dataset(config.eval_pattern, presets_lib.get_preset(config.preset),
-                              training=False, batch_size=config.eval_batch_size,
-                              seed=config.eval_seed, num_pairs=config.eval_pairs,
-                              deterministic=True)
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    h, m = seconds // 3600, seconds // 60 % 60
-    return f"{h}h{m:02d}m" if h else f"{m}m{seconds % 60:02d}s"
-
-
-class _Progress:
-    """Accumulates steps between log lines; writes the console line and the summaries."""
-
-    def __init__(self, config: TrainConfig, writer, say):
-        self.config, self.writer, self.say = config, writer, say
-        self.last = {"loss": None, "accuracy": None, "pairs_per_second": None}
-        self._reset()
-
-    def _reset(self):
-        self.sums = {"loss": 0.0, "l2": 0.0, "correct": 0.0}
-        self.steps, self.timed, self.seconds = 0, 0, 0.0
-
-    def add(self, xent: float, l2: float, correct: float, seconds: Optional[float]):
-        """One step's totals; `seconds` None for an untimed step (tracing)."""
-        for key, value in (("loss", xent), ("l2", l2), ("correct", correct)):
-            self.sums[key] += value
-        self.steps += 1
-        if seconds is not None:
-            self.timed, self.seconds = self.timed + 1, self.seconds + seconds
-
-    def report(self, step: int):
-        n, batch, total = self.steps, self.config.global_batch_size, self.config.train_steps
-        rate = self.timed * batch / self.seconds if self.timed else float("nan")
-        self.last = {"loss": self.sums["loss"] / n,
-                     "accuracy": self.sums["correct"] / (n * batch), "pairs_per_second": rate}
-        with self.writer.as_default():
-            for name, value in (("loss", self.last["loss"]),
-                                ("loss_total", (self.sums["loss"] + self.sums["l2"]) / n),
-                                ("avc_accuracy", self.last["accuracy"]),
-                                ("learning_rate", float(self.config.learning_rate)),
-                                ("pairs_per_second", rate)):
-                if math.isfinite(value):
-                    _scalar_summary(name, value, step)
-        eta = (total - step) * self.seconds / max(self.timed, 1)
-        self.say("step %d/%d (%.1f%%) loss %.4f acc %.3f | %.0f pairs/s | eta %s",
-                 step, total, 100.0 * step / total, self.last["loss"], self.last["accuracy"],
-                 rate, _format_duration(eta))
-        self._reset()
+def _eval_dataset(config: TrainConfig) -> tf.data.Dataset:
+    """The fixed held-out pairs of `config.eval_pattern` (image, waveform, label) batches."""
+    return pairs.make_dataset(
+        config.eval_pattern, presets_lib.get_preset(config.preset), training=False,
+        options=pairs.PipelineOptions(batch_size=config.eval_batch_size, seed=config.eval_seed,
+                                      num_pairs=config.eval_pairs, deterministic=True))
 
 
 def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
@@ -448,8 +360,8 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
         with tf.device(distribute.first_local_device(strategy)):
             result = evaluate_lib.evaluate_pairs(predict, _eval_dataset(config))
         with eval_writer.as_default():
-            _scalar_summary("avc_accuracy", result["accuracy"], step)
-            _scalar_summary("avc_log_loss", result["log_loss"], step)
+            scalar_summary("avc_accuracy", result["accuracy"], step)
+            scalar_summary("avc_log_loss", result["log_loss"], step)
         say("eval @ step %d: AVC accuracy %.4f on %d held-out pairs",
             step, result["accuracy"], result["num_pairs"])
         return result["accuracy"]
@@ -464,7 +376,8 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     say("training %s preset to step %d: global batch %d, lr %g, wd %g, %s precision",
         preset.name, total, config.global_batch_size, config.learning_rate,
         config.weight_decay, config.mixed_precision)
-    progress = _Progress(config, train_writer, say)
+    progress = Progress(global_batch_size=config.global_batch_size, train_steps=total,
+                        learning_rate=config.learning_rate, writer=train_writer, say=say)
     eval_accuracy, stopped, saved_step, path = None, "completed", start_step, latest
     begin = time.time()
     while step < total:
@@ -496,9 +409,9 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
         eval_accuracy = run_eval(step)
     train_writer.flush()
     eval_writer.flush()
-    digest = weights_digest(trainer.model)
+    digest = model_lib.weights_digest(trainer.model)
     logging.info("%s at step %d after %s; weights sha256 %s", stopped, step,
-                 _format_duration(time.time() - begin), digest)
+                 format_duration(time.time() - begin), digest)
     return {"step": step, "start_step": start_step, "train_steps": total, "stopped": stopped,
             **progress.last, "eval_accuracy": eval_accuracy, "checkpoint": path,
             "weights_sha256": digest, "num_replicas": strategy.num_replicas_in_sync,
@@ -529,5 +442,5 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
     strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
     # After the strategy: with a multi-worker cluster TF installs its own SIGTERM
     # handler (coordination service), which would swallow the signal.
-    with _SigtermFlag() as sigterm:
+    with SigtermFlag() as sigterm:
         return _train(config, strategy, dataset_fn, sigterm)

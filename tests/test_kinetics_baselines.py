@@ -201,7 +201,8 @@ def test_end_to_end_supervised_beats_chance(end_to_end):
 def test_eval_pairs_are_the_pipelines_fixed_pairs(toy):
     _, _, test = toy
     a = kb.pair_dataset(test, SMALL, batch_size=16, seed=0, num_pairs=32)
-    b = pairs.make_dataset(test, SMALL, training=False, batch_size=8, seed=0, num_pairs=32)
+    b = pairs.make_dataset(test, SMALL, training=False,
+                           options=pairs.PipelineOptions(batch_size=8, seed=0, num_pairs=32))
     la = np.concatenate([x[2].numpy() for x in a])
     lb = np.concatenate([x[2].numpy() for x in b])
     np.testing.assert_array_equal(la, lb)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from l3 import audio as audio_lib
 from l3 import image as image_lib
-from l3 import pairs
+from l3 import pair_ops, pairs
 from l3 import records
 from l3.presets import PAPER, SMALL
 from tests.record_fixtures import SyntheticCorpus
@@ -75,8 +75,9 @@ def test_fixture_decodes_its_own_records(shards):
 @pytest.mark.parametrize("preset", [SMALL, PAPER], ids=lambda p: p.name)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_pairs_decode_to_aligned_positives_and_cross_video_negatives(shards, preset, training):
-    ds = pairs.make_dataset(shards, preset, training=training, batch_size=16, seed=5,
-                            num_pairs=None if training else 32, include_metadata=True)
+    ds = pairs.make_dataset(shards, preset, training=training,
+                            options=pairs.PipelineOptions(
+                                batch_size=16, seed=5, num_pairs=None if training else 32, include_metadata=True))
     images, waves, labels, meta = take(ds, 2)
     tol = 2.0 / preset.sample_rate  # one output sample either way
     assert len(labels) == 32
@@ -105,7 +106,9 @@ def test_pairs_decode_to_aligned_positives_and_cross_video_negatives(shards, pre
 
 
 def test_positive_windows_cover_every_offset_not_only_centred(shards):
-    ds = pairs.make_dataset(shards, SMALL, training=True, batch_size=32, seed=1, include_metadata=True)
+    ds = pairs.make_dataset(shards, SMALL, training=True,
+                            options=pairs.PipelineOptions(
+                                batch_size=32, seed=1, include_metadata=True))
     _, _, labels, meta = take(ds, 12)
     pos = labels == 1
     offset = (meta["frame_time"] - meta["audio_start"])[pos]  # where the frame sits in its window
@@ -126,10 +129,12 @@ def test_positive_windows_cover_every_offset_not_only_centred(shards):
 # --- balance --------------------------------------------------------------------------
 
 def test_training_batches_are_exactly_balanced(shards):
-    ds = pairs.make_dataset(shards, SMALL, training=True, batch_size=16, seed=2)
+    ds = pairs.make_dataset(shards, SMALL, training=True,
+                            options=pairs.PipelineOptions(batch_size=16, seed=2))
     sums = [int(b[2].numpy().sum()) for _, b in zip(range(20), ds)]
     assert sums == [8] * 20
-    odd = pairs.make_dataset(shards, SMALL, training=True, batch_size=7, seed=2)
+    odd = pairs.make_dataset(shards, SMALL, training=True,
+                             options=pairs.PipelineOptions(batch_size=7, seed=2))
     sums = {int(b[2].numpy().sum()) for _, b in zip(range(30), odd)}
     assert sums == {3, 4}
 
@@ -137,8 +142,9 @@ def test_training_batches_are_exactly_balanced(shards):
 def test_negatives_never_pair_a_video_with_itself_even_with_two_videos(tmp_path):
     corpus = SyntheticCorpus(num_videos=2, seconds=2.0, fps=2.0)
     paths = corpus.write(str(tmp_path), num_shards=1)
-    ds = pairs.make_dataset(paths, SMALL, training=True, batch_size=4, seed=0, shuffle_videos=8,
-                            include_metadata=True)
+    ds = pairs.make_dataset(paths, SMALL, training=True,
+                            options=pairs.PipelineOptions(
+                                batch_size=4, seed=0, shuffle_videos=8, include_metadata=True))
     _, _, labels, meta = take(ds, 40)
     neg = labels == 0
     assert np.all(meta["frame_video_id"][neg] != meta["audio_video_id"][neg])
@@ -150,15 +156,16 @@ def test_a_single_video_is_refused(tmp_path):
     paths = SyntheticCorpus(num_videos=1, seconds=2.0).write(str(tmp_path))
     for training in (True, False):
         with pytest.raises(ValueError, match="need two"):
-            pairs.make_dataset(paths, SMALL, training=training, batch_size=4)
+            pairs.make_dataset(paths, SMALL, training=training,
+                               options=pairs.PipelineOptions(batch_size=4))
 
 
 # --- evaluation pairs are fixed, training is reproducible ------------------------------------
 
 def test_eval_pairs_are_fixed_by_seed_and_files(shards):
     def pairs_of(seed, batch_size, files=shards, **kw):
-        ds = pairs.make_dataset(files, SMALL, training=False, seed=seed, batch_size=batch_size,
-                                include_metadata=True, **kw)
+        ds = pairs.make_dataset(files, SMALL, training=False, options=pairs.PipelineOptions(
+            seed=seed, batch_size=batch_size, include_metadata=True, **kw))
         return take(ds, 1000)
 
     a = pairs_of(7, 16)
@@ -175,7 +182,8 @@ def test_eval_pairs_are_fixed_by_seed_and_files(shards):
     b = pairs_of(8, 16)
     assert not np.array_equal(a[1], b[1])
     # The same dataset object iterated twice: the same pairs.
-    ds = pairs.make_dataset(shards, SMALL, training=False, seed=7, batch_size=16)
+    ds = pairs.make_dataset(shards, SMALL, training=False,
+                            options=pairs.PipelineOptions(seed=7, batch_size=16))
     np.testing.assert_array_equal(take(ds, 100)[1], take(ds, 100)[1])
     # More pairs than videos: balanced, and still a function of the seed.
     many = pairs_of(7, 16, num_pairs=50)
@@ -185,7 +193,9 @@ def test_eval_pairs_are_fixed_by_seed_and_files(shards):
 
 def test_training_is_reproducible_in_deterministic_mode(shards):
     def batches(seed):
-        ds = pairs.make_dataset(shards, SMALL, training=True, batch_size=8, seed=seed, deterministic=True)
+        ds = pairs.make_dataset(shards, SMALL, training=True,
+                                options=pairs.PipelineOptions(
+                                    batch_size=8, seed=seed, deterministic=True))
         return take(ds, 3)
 
     a, b, c = batches(4), batches(4), batches(5)
@@ -199,7 +209,8 @@ def test_training_is_reproducible_in_deterministic_mode(shards):
 @pytest.mark.parametrize("preset", [SMALL, PAPER], ids=lambda p: p.name)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_shapes_and_dtypes(shards, preset, training):
-    ds = pairs.make_dataset(shards, preset, training=training, batch_size=4, include_metadata=True)
+    ds = pairs.make_dataset(shards, preset, training=training,
+                            options=pairs.PipelineOptions(batch_size=4, include_metadata=True))
     s = preset.image_size
     assert ds.element_spec[0].shape.as_list() == [4 if training else None, s, s, 3]
     image, wave, label, meta = next(iter(ds))
@@ -218,8 +229,9 @@ def test_shapes_and_dtypes(shards, preset, training):
 def test_eval_clip_is_the_track_slice_and_the_frame_unaugmented(shards, preset):
     """Evaluation: the waveform is exactly the window of the (decimated) track, with
     no gain and no decimation edge effect; the image is `eval_image` of the frame."""
-    ds = pairs.make_dataset(shards, preset, training=False, batch_size=16, num_pairs=48,
-                            include_metadata=True, seed=11)
+    ds = pairs.make_dataset(shards, preset, training=False,
+                            options=pairs.PipelineOptions(
+                                batch_size=16, num_pairs=48, include_metadata=True, seed=11))
     images, waves, labels, meta = take(ds, 3)
     frames = {CORPUS.video_id(i): CORPUS.example(i) for i in range(CORPUS.num_videos)}
     factor, checked = preset.decimation, 0
@@ -242,7 +254,9 @@ def test_eval_clip_is_the_track_slice_and_the_frame_unaugmented(shards, preset):
 
 
 def test_training_augments_frames_and_gain(shards):
-    ds = pairs.make_dataset(shards, PAPER, training=True, batch_size=16, include_metadata=True, seed=3)
+    ds = pairs.make_dataset(shards, PAPER, training=True,
+                            options=pairs.PipelineOptions(
+                                batch_size=16, include_metadata=True, seed=3))
     images, waves, labels, meta = take(ds, 2)
     gains, differs = [], 0
     for j in range(len(labels)):
@@ -269,8 +283,9 @@ def test_frame_fast_paths_match_the_plain_views(tmp_path, frame_size):
     corpus = SyntheticCorpus(num_videos=3, seconds=2.0, fps=2.0, frame_size=frame_size)
     paths = corpus.write(str(tmp_path))
     for training in (False, True):
-        images, _, _, meta = take(pairs.make_dataset(paths, SMALL, training=training, batch_size=6,
-                                                     include_metadata=True, num_pairs=6), 1)
+        images, _, _, meta = take(pairs.make_dataset(paths, SMALL, training=training,
+                                                     options=pairs.PipelineOptions(
+                                                         batch_size=6, include_metadata=True, num_pairs=6)), 1)
         for j in range(len(images)):
             i, k = corpus.video_index(meta["frame_video_id"][j]), meta["frame_index"][j]
             assert corpus.decode_frame(images[j]) == (i, k)
@@ -281,7 +296,7 @@ def test_frame_fast_paths_match_the_plain_views(tmp_path, frame_size):
 
 def test_too_short_videos_are_counted_and_logged(shards, caplog):
     with caplog.at_level("WARNING"):
-        stats = pairs.scan_videos(shards)
+        stats = pair_ops.scan_videos(shards)
     assert (stats.num_videos, stats.num_usable, stats.num_usable_ids) == (9, 8, 8)
     assert [v for v, _ in stats.excluded] == sorted(SHORT)
     assert "excluded 1 of 9" in caplog.text and CORPUS.video_id(3) in caplog.text
@@ -294,14 +309,16 @@ def test_input_context_shards_files_and_batches_per_replica(shards):
     for pipeline in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                          num_replicas_in_sync=2)
-        ds = pairs.dataset_fn(shards[:2], SMALL, 16, 0, True, include_metadata=True)(ctx)
+        ds = pairs.make_dataset(shards[:2], SMALL, training=True, input_context=ctx,
+                                options=pairs.PipelineOptions(batch_size=16, include_metadata=True))
         _, _, labels, meta = take(ds, 4)
         assert labels.shape == (32,) and labels.sum() == 16
         seen.append(set(meta["frame_video_id"]) | set(meta["audio_video_id"]))
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     with pytest.raises(ValueError, match="input pipelines"):
-        pairs.make_dataset(shards[:1], SMALL, training=True, batch_size=8,
-                           input_context=tf.distribute.InputContext(2, 0, 2))
+        pairs.make_dataset(shards[:1], SMALL, training=True,
+                           input_context=tf.distribute.InputContext(2, 0, 2),
+                           options=pairs.PipelineOptions(batch_size=8))
 
 
 def test_mirrored_strategy_on_two_logical_cpus(shards, tmp_path):
@@ -310,12 +327,16 @@ def test_mirrored_strategy_on_two_logical_cpus(shards, tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from l3 import pairs
+        from l3 import distribute, pairs
         from l3.presets import SMALL
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
-        dist = strategy.distribute_datasets_from_function(
-            pairs.dataset_fn({shards!r}, SMALL, 16, 0, True))
+
+        def dataset_fn(**options):  # as l3.train.default_dataset_fn: global batch 16
+            return lambda ctx: pairs.make_dataset({shards!r}, SMALL, training=True,
+                input_context=ctx, options=pairs.PipelineOptions(batch_size=16, **options))
+
+        dist = strategy.distribute_datasets_from_function(dataset_fn())
 
         @tf.function
         def step(batch):
@@ -336,17 +357,23 @@ def test_mirrored_strategy_on_two_logical_cpus(shards, tmp_path):
             print("DISTRIBUTED_ITERATOR_TRACKABLE")
         except ValueError:
             pass
-        # ...so checkpointable_distributed_input feeds the replicas from a plain one.
-        make = lambda: pairs.checkpointable_distributed_input(strategy, pairs.dataset_fn(
-            {shards!r}, SMALL, 16, 0, True, deterministic=True, shuffle_videos=16))
-        it, next_batch = make()
-        sizes, samples, positives = (strategy.experimental_local_results(x) for x in step(next_batch()))
+        # ...so training's WorkerInput feeds the replicas from a plain one.
+        make = lambda: distribute.WorkerInput(
+            strategy, dataset_fn(deterministic=True, shuffle_videos=16))
+        worker_input = make()
+        assert worker_input.checkpointable and worker_input.iterator is not None
+
+        @tf.function
+        def train_step():  # as l3.train.Trainer.make_train_function
+            return step(worker_input.next())
+
+        sizes, samples, positives = (strategy.experimental_local_results(x) for x in train_step())
         assert [int(s) for s in sizes] == [8, 8] and [int(p) for p in positives] == [4, 4]
-        path = tf.train.Checkpoint(iterator=it).save({str(tmp_path / "ckpt")!r})
-        want = [strategy.experimental_local_results(x) for x in next_batch()]
-        restored, next_restored = make()
-        tf.train.Checkpoint(iterator=restored).restore(path)
-        got = [strategy.experimental_local_results(x) for x in next_restored()]
+        path = tf.train.Checkpoint(iterator=worker_input.iterator).save({str(tmp_path / "ckpt")!r})
+        want = [strategy.experimental_local_results(x) for x in worker_input.next()]
+        restored = make()
+        tf.train.Checkpoint(iterator=restored.iterator).restore(path)
+        got = [strategy.experimental_local_results(x) for x in restored.next()]
         for w, g in zip(want, got):
             assert [v.device for v in w] == [v.device for v in g]
             for a, b in zip(w, g):
@@ -369,9 +396,9 @@ def test_iterator_checkpoint_resumes_the_same_stream(shards, tmp_path, training)
     does, from several stopping points (one past an epoch seam); the checkpoint is
     small (symbolic: cursors and the shuffle buffer, not decoded batches)."""
     def make():
-        return pairs.make_dataset(shards, SMALL, training=training, batch_size=4, seed=9,
-                                  deterministic=True, shuffle_videos=16,
-                                  num_pairs=None if training else 60)
+        return pairs.make_dataset(shards, SMALL, training=training,
+                                  options=pairs.PipelineOptions(
+                                      batch_size=4, seed=9, deterministic=True, shuffle_videos=16, num_pairs=None if training else 60))
 
     it, consumed = iter(make()), 0
     for stop in (1, 4, 10):  # batches; 10 x 4 pairs is past the first epoch (8 videos)
@@ -394,8 +421,9 @@ def test_iterator_checkpoint_resumes_the_same_stream(shards, tmp_path, training)
 
 @pytest.mark.timeout(600)
 def test_nondeterministic_training_iterator_checkpoints_too(shards, tmp_path):
-    make = lambda: pairs.make_dataset(shards, SMALL, training=True, batch_size=4, seed=9,
-                                      shuffle_videos=16, include_metadata=True)
+    make = lambda: pairs.make_dataset(shards, SMALL, training=True,
+                                      options=pairs.PipelineOptions(
+                                          batch_size=4, seed=9, shuffle_videos=16, include_metadata=True))
     it = iter(make())
     next(it)
     path = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "ckpt"))

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from l3 import media, presets
-from l3.transfer import audio_protocol as ap
-from l3.transfer import dcase, esc50, linear_svm
+from l3 import fileio, media, presets
+from l3.transfer import dcase, esc50, linear_svm, protocol, subclips
+from l3.transfer.protocol_config import SvmProtocolConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_RATE = 44_100
@@ -98,20 +98,20 @@ def esc_root(tmp_path_factory):
 
 def test_subclip_starts_are_equally_spaced_and_cover_the_clip():
     rate = 16_000
-    starts = ap.subclip_starts(5 * rate, rate, 10)
+    starts = subclips.subclip_starts(5 * rate, rate, 10)
     assert starts[0] == 0 and starts[-1] == 4 * rate  # last window ends at the clip's end
     gaps = np.diff(starts)
     assert np.all(np.abs(gaps - 4 * rate / 9) <= 1)
-    assert len(ap.subclip_starts(30 * rate, rate, 60)) == 60
+    assert len(subclips.subclip_starts(30 * rate, rate, 60)) == 60
 
 
 def test_extract_subclips_values_and_short_clip_padding():
     x = np.arange(25, dtype=np.float32)
-    sub = ap.extract_subclips(x, 10, 4)
+    sub = subclips.extract_subclips(x, 10, 4)
     assert sub.shape == (4, 10)
     np.testing.assert_array_equal(sub[0], x[:10])
     np.testing.assert_array_equal(sub[-1], x[15:25])
-    short = ap.extract_subclips(np.ones(3, np.float32), 10, 5)  # shorter than one window
+    short = subclips.extract_subclips(np.ones(3, np.float32), 10, 5)  # shorter than one window
     assert short.shape == (5, 10)
     np.testing.assert_array_equal(short, np.tile([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], (5, 1)))
 
@@ -166,7 +166,7 @@ def test_subspace_preconditioner_reaches_the_same_optimum_with_fewer_products():
     labels = rng.integers(0, 5, 800)
     latent = rng.normal(size=(5, 8))[labels] + rng.normal(size=(800, 8))
     x = (latent @ (3 * rng.normal(size=(8, 160))) + rng.normal(size=(800, 160))).astype(np.float32)
-    x = ap.fit_zscore(x).apply(x)
+    x = protocol.fit_zscore(x).apply(x)
     plain = linear_svm.fit_ova_svm(x, labels, 1e-3, tol=1e-8, precondition_rank=0)
     pre = linear_svm.fit_ova_svm(x, labels, 1e-3, tol=1e-8, precondition_rank=16)
     np.testing.assert_allclose(linear_svm.objective(pre, x, labels),
@@ -193,14 +193,16 @@ def test_zscore_is_fitted_on_training_clips_only(monkeypatch):
     labels = np.arange(30) % 3
     test = 1e3 + rng.normal(size=(9, 4, 8)).astype(np.float32)  # would dominate pooled stats
     seen = []
-    real_fit = ap.fit_zscore
-    monkeypatch.setattr(ap, "fit_zscore", lambda x: seen.append(np.array(x)) or real_fit(x))
-    r1 = ap.train_and_test(train, labels, test, np.arange(9) % 3, c_grid=[0.01, 0.1])
+    real_fit = protocol.fit_zscore
+    monkeypatch.setattr(protocol, "fit_zscore", lambda x: seen.append(np.array(x)) or real_fit(x))
+    r1 = protocol.train_and_test(train, labels, test, np.arange(9) % 3,
+                                 config=SvmProtocolConfig(c_grid=(0.01, 0.1)))
     assert len(seen) == 1 and seen[0].shape == train.shape and np.all(np.abs(seen[0]) < 100)
     np.testing.assert_allclose(r1["zscore"].mean, train.reshape(-1, 8).mean(0), atol=1e-5)
     np.testing.assert_allclose(r1["zscore"].std, train.reshape(-1, 8).std(0), rtol=1e-4)
     # Whatever the test clips are, the fitted normalisation, C and classifier are the same.
-    r2 = ap.train_and_test(train, labels, -test, np.arange(9) % 3, c_grid=[0.01, 0.1])
+    r2 = protocol.train_and_test(train, labels, -test, np.arange(9) % 3,
+                                 config=SvmProtocolConfig(c_grid=(0.01, 0.1)))
     np.testing.assert_array_equal(r1["zscore"].mean, r2["zscore"].mean)
     assert r1["C"] == r2["C"] and r1["cv_accuracy"] == r2["cv_accuracy"]
 
@@ -208,7 +210,7 @@ def test_zscore_is_fitted_on_training_clips_only(monkeypatch):
 def test_inner_cv_never_splits_a_recording_and_is_stratified():
     labels = np.repeat(np.arange(3), 12)
     groups = np.repeat(np.arange(18), 2)  # two clips (takes) per recording
-    splits = ap.inner_splits(labels, groups, 3, seed=0)
+    splits = protocol.inner_splits(labels, groups, 3, seed=0)
     assert len(splits) == 3
     covered = np.zeros(len(labels), int)
     for tr, va in splits:
@@ -221,8 +223,8 @@ def test_inner_cv_never_splits_a_recording_and_is_stratified():
 def test_run_folds_rejects_a_recording_in_two_folds():
     feats = np.zeros((4, 2, 3), np.float32)
     with pytest.raises(ValueError, match="both sides"):
-        ap.run_folds(feats, np.array([0, 1, 0, 1]), np.array([1, 1, 2, 2]),
-                     groups=np.array(["a", "b", "a", "c"]))
+        protocol.run_folds(feats, np.array([0, 1, 0, 1]), np.array([1, 1, 2, 2]),
+                           groups=np.array(["a", "b", "a", "c"]))
 
 
 def test_esc50_meta_with_src_file_in_two_folds_is_rejected(tmp_path):
@@ -242,9 +244,10 @@ def test_c_selection_picks_the_grid_value_with_the_best_cv_accuracy():
     rng = np.random.default_rng(4)
     labels = np.repeat(np.arange(2), 20)
     x = (rng.normal(size=(40, 3, 16)) + 0.8 * labels[:, None, None]).astype(np.float32)
-    z = ap.fit_zscore(x).apply(x)
-    best, acc, stats = ap.select_c(z, labels, np.arange(40), [1e-3, 1e-2, 1.0], num_subclips=3,
-                                   classes=np.arange(2))
+    z = protocol.fit_zscore(x).apply(x)
+    best, acc, stats = protocol.select_c(z, labels, np.arange(40), num_subclips=3,
+                                         classes=np.arange(2),
+                                         config=SvmProtocolConfig(c_grid=(1e-3, 1e-2, 1.0)))
     assert set(acc) == {1e-3, 1e-2, 1.0} and stats["fits"] == 9
     assert acc[best] == max(acc.values())
     assert best == min(c for c in acc if acc[c] == acc[best])  # ties: the smaller C
@@ -272,8 +275,9 @@ def test_evaluate_clips_with_a_callable_encoder_resamples_and_separates():
         seen.append(waveforms.shape)
         return _band_energy_encoder(waveforms)
 
-    result = ap.evaluate_clips(encoder, clips, labels, folds, sample_rate=SOURCE_RATE,
-                               encoder_sample_rate=16_000, num_subclips=4, c_grid=[1e-3, 1e-1])
+    result = protocol.evaluate_clips(encoder, clips, labels, folds, sample_rate=SOURCE_RATE,
+                                     encoder_sample_rate=16_000,
+                                     config=SvmProtocolConfig(num_subclips=4, c_grid=(1e-3, 1e-1)))
     assert {shape[1] for shape in seen} == {16_000}  # 1 s windows at the encoder's rate
     assert sum(shape[0] for shape in seen) == 4 * len(clips)
     assert result["mean_accuracy"] >= 0.95
@@ -281,15 +285,16 @@ def test_evaluate_clips_with_a_callable_encoder_resamples_and_separates():
     assert len(result["fold_accuracies"]) == 5
     assert result["protocol"]["subclips_per_clip"] == 4
     assert result["protocol"]["feature_dim"] == 32
-    json.dumps(result, default=ap._json_default)
+    json.dumps(result, default=fileio.json_default)
 
 
 def test_evaluate_clips_with_an_exported_encoder(export_dir):
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(3), 5)
     clips = [_sound(k, 2.0, 22_050, rng) for k in labels]
-    result = ap.evaluate_clips(export_dir, clips, labels, np.tile(np.arange(5), 3),
-                               sample_rate=22_050, num_subclips=3, c_grid=[1e-2])
+    result = protocol.evaluate_clips(export_dir, clips, labels, np.tile(np.arange(5), 3),
+                                     sample_rate=22_050,
+                                     config=SvmProtocolConfig(num_subclips=3, c_grid=(1e-2,)))
     assert result["mean_accuracy"] >= 0.9
     assert result["protocol"]["sample_rate"] == 16_000
     assert result["protocol"]["feature_dim"] == presets.SMALL.audio_transfer_dim
@@ -302,7 +307,8 @@ def test_evaluate_clips_with_an_exported_encoder(export_dir):
 
 def test_esc50_end_to_end_with_a_random_encoder(esc_root, export_dir, tmp_path):
     cache = str(tmp_path / "cache")
-    result = esc50.run(esc_root, export_dir, cache_dir=cache, c_grid=[1e-3, 1e-1])
+    result = esc50.run(esc_root, export_dir,
+                       config=SvmProtocolConfig(cache_dir=cache, c_grid=(1e-3, 1e-1)))
     assert result["num_clips"] == 30 and result["num_classes"] == 3
     assert result["folds"] == [1, 2, 3, 4, 5]
     assert len(result["fold_accuracies"]) == 5
@@ -312,14 +318,15 @@ def test_esc50_end_to_end_with_a_random_encoder(esc_root, export_dir, tmp_path):
     assert p["subclips_per_clip"] == 10 and p["feature"] == "conv4_2_pooled"
     assert p["c_selection"]["grid"] == [1e-3, 1e-1]
     assert not p["features_from_cache"] and len(os.listdir(cache)) == 1
-    again = esc50.run(esc_root, export_dir, cache_dir=cache, c_grid=[1e-1])
+    again = esc50.run(esc_root, export_dir,
+                      config=SvmProtocolConfig(cache_dir=cache, c_grid=(1e-1,)))
     assert again["protocol"]["features_from_cache"]
     assert again["chosen_C"] == [0.1] * 5
     print(esc50.format_table(result))
 
 
 def test_esc10_subset(esc_root, export_dir):
-    result = esc50.run(esc_root, export_dir, esc10=True, c_grid=[1e-2])
+    result = esc50.run(esc_root, export_dir, esc10=True, config=SvmProtocolConfig(c_grid=(1e-2,)))
     assert result["benchmark"] == "esc10"
     assert result["num_clips"] == 20 and result["num_classes"] == 2
     assert result["paper_accuracy"] is None
@@ -395,7 +402,7 @@ def test_svm_protocol_on_an_esc50_sized_problem_is_fast():
         x[i:i + 100] = 0.3 * means[labels[i:i + 100], None] + rng.normal(size=(100, s, d))
     test = (np.arange(n) // k) % 5 == 0  # 8 clips of every class
     train = ~test
-    r = ap.train_and_test(x[train], labels[train], x[test], labels[test])
+    r = protocol.train_and_test(x[train], labels[train], x[test], labels[test])
     print(f"fit {r['fit_seconds']:.1f} s, {r['select_fits']} CV fits, "
           f"{r['hessian_products']} Hessian products, C={r['C']}")
     assert r["accuracy"] > 0.9 and r["converged"]

@@ -6,12 +6,11 @@
 `--data_dir` (and `--test_dir`) hold `scenes_stereo/<class><NN>.wav` (or the
 wav files directly). Always: the 5-fold CV of the development set; with
 `--test_dir`: train on development, test on test. 60 subclips per 30 s
-clip; protocol in l3/transfer/audio_protocol.py and in the JSON.
+clip; protocol in l3/transfer/protocol.py and in the JSON.
 """
 
 from absl import app, flags
 
-from l3 import constants as C
 from l3.bin import _audio_transfer_flags as transfer_flags
 from l3.transfer import dcase
 
@@ -23,8 +22,8 @@ flags.DEFINE_integer("num_folds", dcase.NUM_FOLDS, "Folds of the development-set
 
 def main(argv):
     del argv
-    transfer_flags.run_and_report(dcase.run, dcase.format_table, C.DCASE_SUBCLIPS,
-                                  test_dir=FLAGS.test_dir, num_folds=FLAGS.num_folds)
+    transfer_flags.run_and_report(dcase.run, dcase.format_table, test_dir=FLAGS.test_dir,
+                                  num_folds=FLAGS.num_folds)
 
 
 def run():

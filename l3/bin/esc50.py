@@ -7,13 +7,12 @@
 leave-one-fold-out, 10 subclips per clip, conv4_2_pooled features, z-score
 and one-vs-all linear SVMs with C chosen by CV inside the training folds.
 `--esc10` for the ESC-10 subset; `--random_encoder --preset=paper` for the
-paper's "Ours random" row. The protocol is in l3/transfer/audio_protocol.py
+paper's "Ours random" row. The protocol is in l3/transfer/protocol.py
 and in the JSON's `protocol`.
 """
 
 from absl import app, flags
 
-from l3 import constants as C
 from l3.bin import _audio_transfer_flags as transfer_flags
 from l3.transfer import esc50
 
@@ -23,7 +22,7 @@ flags.DEFINE_bool("esc10", False, "Evaluate on the ESC-10 subset (clips flagged 
 
 def main(argv):
     del argv
-    transfer_flags.run_and_report(esc50.run, esc50.format_table, C.ESC50_SUBCLIPS, esc10=FLAGS.esc10)
+    transfer_flags.run_and_report(esc50.run, esc50.format_table, esc10=FLAGS.esc10)
 
 
 def run():

@@ -22,7 +22,7 @@ Protocols:
   paper's Table 2b) on the test set, so this is the number to set beside
   the paper's 93 %; the paper does not say more about its DCASE split.
 
-60 equally spaced 1 s subclips per clip; see `audio_protocol` for the rest.
+60 equally spaced 1 s subclips per clip; see `l3.transfer.protocol` for the rest.
 """
 
 import collections
@@ -35,8 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from l3 import constants as C
-from l3.transfer import audio_protocol as ap
-from l3.transfer import linear_svm
+from l3.transfer import encoders, features, protocol
+from l3.transfer.protocol_config import SvmProtocolConfig, protocol_description
 
 CLASSES = ("bus", "busystreet", "office", "openairmarket", "park", "quietstreet", "restaurant",
            "supermarket", "tube", "tubestation")
@@ -88,36 +88,27 @@ def dev_folds(items: Sequence[Tuple[str, str, int]], num_folds: int = NUM_FOLDS)
     return folds
 
 
-def _features(name, enc, items, num_subclips, cache_dir, workers, progress):
-    paths = [p for p, _, _ in items]
-    return ap.cached_features(
-        cache_dir, name, enc, {"files": [os.path.basename(p) for p in paths],
-                               "num_subclips": num_subclips},
-        lambda: ap.file_features(enc, paths, num_subclips, workers=workers, progress=progress))
-
-
-def run(data_dir: str, encoder, *, test_dir: Optional[str] = None,
-        c_grid: Sequence[float] = ap.DEFAULT_C_GRID, inner_folds: int = ap.DEFAULT_INNER_FOLDS,
-        tol: float = linear_svm.DEFAULT_TOL, num_subclips: int = C.DCASE_SUBCLIPS,
-        num_folds: int = NUM_FOLDS, cache_dir: Optional[str] = None, workers: int = 2,
-        batch_size: int = 64, seed: int = 0, progress: bool = False) -> Dict:
+def run(data_dir: str, encoder, *, test_dir: Optional[str] = None, num_folds: int = NUM_FOLDS,
+        config: SvmProtocolConfig = SvmProtocolConfig()) -> Dict:
     """The DCASE benchmark: dev-set CV, and dev -> test when `test_dir` is given.
 
-    Returns the result dict of `audio_protocol.summarize` for the dev CV
-    (`mean_accuracy`, `fold_accuracies`, ...), plus `test_accuracy` and
+    `config.num_subclips` defaults to the paper's 60. Returns the result dict
+    of `protocol.summarize` for the dev CV (`mean_accuracy`,
+    `fold_accuracies`, ...), plus `test_accuracy` and
     `test_per_class_accuracy` when a test set was given.
     """
-    enc = ap.as_encoder(encoder, batch_size=batch_size)
+    config = config.with_default_subclips(C.DCASE_SUBCLIPS)
+    enc = encoders.as_encoder(encoder, feature=config.feature, batch_size=config.batch_size)
     dev = list_scenes(data_dir)
     t0 = time.perf_counter()
-    dev_x, dev_cached = _features("dcase-dev", enc, dev, num_subclips, cache_dir, workers, progress)
+    dev_x, dev_cached = features.cached_file_features(enc, "dcase-dev", [p for p, _, _ in dev],
+                                                      config)
     dev_y = np.array([c for _, c, _ in dev])
     folds = dev_folds(dev, num_folds)
     feature_seconds = time.perf_counter() - t0
-    results = ap.run_folds(dev_x, dev_y, folds, c_grid=c_grid, inner_folds=inner_folds, tol=tol,
-                           seed=seed, log=logging.info)
+    results = protocol.run_folds(dev_x, dev_y, folds, config=config, log=logging.info)
     out = {"benchmark": "dcase2013_scenes", "data_dir": os.path.abspath(data_dir)}
-    out.update(ap.summarize(results, dev_y))
+    out.update(protocol.summarize(results, dev_y))
     out.update(num_clips=len(dev), num_classes=len(np.unique(dev_y)),
                paper_accuracy=C.PAPER_RESULTS["dcase_accuracy"])
     evaluation = (f"development set: {num_folds}-fold CV, folds stratified by class (contiguous "
@@ -126,28 +117,26 @@ def run(data_dir: str, encoder, *, test_dir: Optional[str] = None,
     if test_dir:
         test = list_scenes(test_dir)
         t1 = time.perf_counter()
-        test_x, test_cached = _features("dcase-test", enc, test, num_subclips, cache_dir, workers,
-                                        progress)
+        test_x, test_cached = features.cached_file_features(
+            enc, "dcase-test", [p for p, _, _ in test], config)
         feature_seconds += time.perf_counter() - t1
         test_y = np.array([c for _, c, _ in test])
-        r = ap.train_and_test(dev_x, dev_y, test_x, test_y, c_grid=c_grid, inner_folds=inner_folds,
-                              tol=tol, seed=seed,
-                              classes=np.unique(np.concatenate([dev_y, test_y])))
+        r = protocol.train_and_test(dev_x, dev_y, test_x, test_y, config=config,
+                                    classes=np.unique(np.concatenate([dev_y, test_y])))
         out.update(test_dir=os.path.abspath(test_dir), test_accuracy=r["accuracy"],
                    test_num_clips=len(test), test_C=r["C"], test_cv_accuracy=r["cv_accuracy"],
                    test_fit_seconds=round(r["fit_seconds"], 3),
-                   test_per_class_accuracy=ap.per_class_accuracy(test_y, r["predictions"]))
+                   test_per_class_accuracy=protocol.per_class_accuracy(test_y, r["predictions"]))
         evaluation += "; then trained on the whole development set and tested on the test set"
         logging.info("test set: accuracy %.4f (C=%g)", r["accuracy"], r["C"])
-    protocol = ap.protocol_description(
-        num_subclips=num_subclips, feature_dim=dev_x.shape[-1], c_grid=c_grid,
-        inner_folds=inner_folds, tol=tol, encoder=enc, evaluation=evaluation)
-    protocol.update(mixdown="binaural channels averaged to mono", folds=folds.tolist(),
-                    feature_seconds=round(feature_seconds, 3),
-                    features_from_cache=dev_cached and test_cached is not False,
-                    fit_seconds=out["fit_seconds"],
-                    fit_seconds_total=round(sum(out["fit_seconds"]), 3))
-    out["protocol"] = protocol
+    description = protocol_description(config, feature_dim=dev_x.shape[-1], encoder=enc,
+                                       evaluation=evaluation)
+    description.update(mixdown="binaural channels averaged to mono", folds=folds.tolist(),
+                       feature_seconds=round(feature_seconds, 3),
+                       features_from_cache=dev_cached and test_cached is not False,
+                       fit_seconds=out["fit_seconds"],
+                       fit_seconds_total=round(sum(out["fit_seconds"]), 3))
+    out["protocol"] = description
     return out
 
 

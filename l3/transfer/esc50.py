@@ -7,7 +7,7 @@ Layout (the released dataset, github.com/karolpiczak/ESC-50):
 
 Protocol: the 5 predefined folds, leave-one-fold-out, mean accuracy
 (the paper: 79.3 %); 10 equally spaced 1 s subclips per clip; see
-`audio_protocol` for the rest. `esc10=True` keeps the 40 x 10 clips flagged
+`l3.transfer.protocol` for the rest. `esc10=True` keeps the 40 x 10 clips flagged
 `esc10` (targets renumbered only in reports; labels stay ESC-50 targets).
 
 Folds never leak: the dataset puts every clip cut from one Freesound
@@ -19,13 +19,13 @@ import csv
 import logging
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import numpy as np
 
 from l3 import constants as C
-from l3.transfer import audio_protocol as ap
-from l3.transfer import linear_svm
+from l3.transfer import encoders, features, protocol
+from l3.transfer.protocol_config import SvmProtocolConfig, protocol_description
 
 META = os.path.join("meta", "esc50.csv")
 AUDIO = "audio"
@@ -53,8 +53,8 @@ def read_meta(data_dir: str, esc10: bool = False) -> List[Dict]:
                          "target": int(r["target"]),
                          "category": r["category"], "esc10": r["esc10"].strip().lower() == "true",
                          "src_file": r["src_file"], "take": r["take"]})
-    ap._check_groups_within_folds(np.array([r["src_file"] for r in rows]),
-                                  np.array([r["fold"] for r in rows]))
+    protocol.check_groups_within_folds(np.array([r["src_file"] for r in rows]),
+                                       np.array([r["fold"] for r in rows]))
     if esc10:
         rows = [r for r in rows if r["esc10"]]
         if not rows:
@@ -62,42 +62,37 @@ def read_meta(data_dir: str, esc10: bool = False) -> List[Dict]:
     return rows
 
 
-def run(data_dir: str, encoder, *, esc10: bool = False, c_grid: Sequence[float] = ap.DEFAULT_C_GRID,
-        inner_folds: int = ap.DEFAULT_INNER_FOLDS, tol: float = linear_svm.DEFAULT_TOL,
-        num_subclips: int = C.ESC50_SUBCLIPS, cache_dir: Optional[str] = None, workers: int = 2,
-        batch_size: int = 64, seed: int = 0, progress: bool = False) -> Dict:
-    """The ESC-50 (or ESC-10) benchmark; returns the result dict (see `audio_protocol.summarize`).
+def run(data_dir: str, encoder, *, esc10: bool = False,
+        config: SvmProtocolConfig = SvmProtocolConfig()) -> Dict:
+    """The ESC-50 (or ESC-10) benchmark; returns the result dict (see `protocol.summarize`).
 
-    `encoder`: an export directory, `ExportedModel`, or `audio_protocol.Encoder`.
+    `encoder`: an export directory, `ExportedModel`, or `encoders.Encoder`.
+    `config.num_subclips` defaults to the paper's 10.
     """
+    config = config.with_default_subclips(C.ESC50_SUBCLIPS)
     rows = read_meta(data_dir, esc10)
-    enc = ap.as_encoder(encoder, batch_size=batch_size)
+    enc = encoders.as_encoder(encoder, feature=config.feature, batch_size=config.batch_size)
     paths = [os.path.join(data_dir, AUDIO, r["filename"]) for r in rows]
     t0 = time.perf_counter()
-    features, cached = ap.cached_features(
-        cache_dir, "esc10" if esc10 else "esc50", enc,
-        {"files": [r["filename"] for r in rows], "num_subclips": num_subclips},
-        lambda: ap.file_features(enc, paths, num_subclips, workers=workers, progress=progress))
+    x, cached = features.cached_file_features(enc, "esc10" if esc10 else "esc50", paths, config)
     feature_seconds = time.perf_counter() - t0
     labels = np.array([r["target"] for r in rows])
     folds = np.array([r["fold"] for r in rows])
     groups = np.array([r["src_file"] for r in rows])
-    results = ap.run_folds(features, labels, folds, groups=groups, c_grid=c_grid,
-                           inner_folds=inner_folds, tol=tol, seed=seed, log=logging.info)
+    results = protocol.run_folds(x, labels, folds, config=config, groups=groups, log=logging.info)
     names = {r["target"]: r["category"] for r in rows}
     out = {"benchmark": "esc10" if esc10 else "esc50", "data_dir": os.path.abspath(data_dir)}
-    out.update(ap.summarize(results, labels, names=names))
+    out.update(protocol.summarize(results, labels, names=names))
     out.update(num_clips=len(rows), num_classes=len(names),
                paper_accuracy=None if esc10 else C.PAPER_RESULTS["esc50_accuracy"])
-    protocol = ap.protocol_description(
-        num_subclips=num_subclips, feature_dim=features.shape[-1], c_grid=c_grid,
-        inner_folds=inner_folds, tol=tol, encoder=enc,
+    description = protocol_description(
+        config, feature_dim=x.shape[-1], encoder=enc,
         evaluation=f"leave-one-fold-out over the {len(np.unique(folds))} predefined folds; "
                    "C-selection CV grouped by src_file")
-    protocol.update(feature_seconds=round(feature_seconds, 3), features_from_cache=cached,
-                    fit_seconds=out["fit_seconds"],
-                    fit_seconds_total=round(sum(out["fit_seconds"]), 3))
-    out["protocol"] = protocol
+    description.update(feature_seconds=round(feature_seconds, 3), features_from_cache=cached,
+                       fit_seconds=out["fit_seconds"],
+                       fit_seconds_total=round(sum(out["fit_seconds"]), 3))
+    out["protocol"] = description
     return out
 
 

@@ -16,7 +16,7 @@ On labelled shards (Kinetics-Sounds in the paper: 34 classes):
 4. **L3-Net** (when an export is given): the export's `avc` signature.
 
 All rows are scored on the *same* fixed held-out pairs of `eval_pattern`
-(`l3.pairs.make_dataset(..., training=False, seed=eval_seed)`, the pairs
+(`l3.pairs.make_dataset(..., training=False)` with `seed=eval_seed`, the pairs
 `l3-eval-avc` uses), as accuracy (a pair is called corresponding when its
 probability exceeds 0.5; for the direct combination, when its score exceeds
 the threshold) and, for information, ROC AUC.
@@ -137,8 +137,9 @@ def _unpack(batch):
 def pair_dataset(pattern, preset, *, batch_size: int, seed: int,
                  num_pairs: int) -> tf.data.Dataset:
     """The fixed held-out pairs of `pattern` (a glob or file list) for `seed` (l3.pairs, evaluation)."""
-    return pairs_lib.make_dataset(pattern, preset, training=False, batch_size=batch_size,
-                                  seed=seed, num_pairs=num_pairs, deterministic=True)
+    options = pairs_lib.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
+                                        deterministic=True)
+    return pairs_lib.make_dataset(pattern, preset, training=False, options=options)
 
 
 def direct_score_fn(vision_classifier: keras.Model, audio_classifier: keras.Model):
@@ -353,8 +354,9 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
     avc = build_pretraining_model(classifiers[supervised.VISION], classifiers[supervised.AUDIO], preset)
     # All training shards, held-out videos included: they only choose the
     # direct combination's threshold, which the fusion layers do not touch.
-    pair_train = pairs_lib.make_dataset(train_files, preset, training=True, batch_size=batch_size,
-                                        seed=config.seed)
+    pair_train = pairs_lib.make_dataset(
+        train_files, preset, training=True,
+        options=pairs_lib.PipelineOptions(batch_size=batch_size, seed=config.seed))
     fusion_losses = train_fusion(avc, pair_train, steps=config.pretraining_steps,
                                  learning_rate=learning_rate, weight_decay=preset.weight_decay,
                                  log_every=config.log_every)
@@ -414,8 +416,9 @@ def protocol(config: BaselineConfig, preset, batch_size: int, learning_rate: flo
                                    "of the training shards"),
         "pretraining_steps": config.pretraining_steps,
         "l3": "the export's avc signature; corresponds iff P > 0.5",
-        "eval_pairs": (f"l3.pairs.make_dataset(eval_pattern, training=False, seed={config.eval_seed}, "
-                       f"num_pairs={config.num_eval_pairs}): the same fixed pairs for every row"),
+        "eval_pairs": (f"l3.pairs.make_dataset(eval_pattern, training=False, options="
+                       f"PipelineOptions(seed={config.eval_seed}, "
+                       f"num_pairs={config.num_eval_pairs})): the same fixed pairs for every row"),
         "validation": split,
         "optimizer": f"Adam, learning rate {learning_rate}, L2 weight decay {preset.weight_decay} "
                      f"on kernels (in the loss)",
