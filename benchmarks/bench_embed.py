@@ -7,7 +7,7 @@ For each preset, a model with random weights is exported (`l3.export`) and
 loaded back as `ExportedModel`, exactly what `l3-embed` and the transfer
 tools run. Timed (after one warm-up batch):
 
-* audio: `l3.embed.embed_audio_array` on `--audio_seconds` of noise at the
+* audio: `l3.get_audio_embedding` (center=False) on `--audio_seconds` of noise at the
   encoder's rate with `--hop_s` (window slicing + SavedModel calls).
   Reported as 1 s windows per second and as audio seconds embedded per
   second at that hop (= windows/s x hop_s) and at a 1 s hop (= windows/s);
@@ -32,12 +32,13 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import embed, export, model as model_lib, presets as presets_lib  # noqa: E402
+from l3 import export, model as model_lib, presets as presets_lib  # noqa: E402
+from l3.embeddings import api, files  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["small", "paper"], "Presets to measure.")
 flags.DEFINE_float("audio_seconds", 30.0, "Seconds of audio embedded per preset.")
-flags.DEFINE_float("hop_s", embed.DEFAULT_HOP_S, "Audio window hop.")
+flags.DEFINE_float("hop_s", files.DEFAULT_HOP_SIZE, "Audio window hop.")
 flags.DEFINE_integer("images", 64, "Images embedded per preset.")
 flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
 flags.DEFINE_string("output_json", None, "Where to write the report.")
@@ -60,11 +61,13 @@ def measure_preset(name: str, *, audio_seconds: float, hop_s: float, images: int
         audio = (0.1 * rng.standard_normal(int(audio_seconds * m.sample_rate))).astype(np.float32)
         imgs = rng.uniform(0, 1, (images, m.image_size, m.image_size, 3)).astype(np.float32)
         # Warm-up: loads the SavedModels and traces the first batch shape.
-        embed.embed_audio_array(m, audio[: 2 * m.clip_samples], hop_s=hop_s, batch_size=batch_size)
+        api.get_audio_embedding(audio[: 2 * m.clip_samples], m.sample_rate, m, hop_size=hop_s,
+                                center=False, batch_size=batch_size)
         m.embed_images(imgs[:batch_size], batch_size=batch_size)
         out = {}
         a_wall, a_cpu = _timed(lambda: out.setdefault(
-            "a", embed.embed_audio_array(m, audio, hop_s=hop_s, batch_size=batch_size)))
+            "a", api.get_audio_embedding(audio, m.sample_rate, m, hop_size=hop_s, center=False,
+                                         batch_size=batch_size)))
         windows = len(out["a"][1])
         i_wall, i_cpu = _timed(lambda: m.embed_images(imgs, batch_size=batch_size))
         return {
@@ -81,7 +84,7 @@ def measure_preset(name: str, *, audio_seconds: float, hop_s: float, images: int
 
 
 def run_benchmark(presets: Sequence[str] = ("small", "paper"), *, audio_seconds: float = 30.0,
-                  hop_s: float = embed.DEFAULT_HOP_S, images: int = 64,
+                  hop_s: float = files.DEFAULT_HOP_SIZE, images: int = 64,
                   batch_size: int = 64) -> Dict:
     """Measures every preset; returns {"machine", "results": [...]}."""
     results = [measure_preset(p, audio_seconds=audio_seconds, hop_s=hop_s, images=images,
