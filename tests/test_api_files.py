@@ -13,6 +13,7 @@ import sys
 import wave
 import zlib
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -164,9 +165,18 @@ def test_process_video_file_one_timeline(model, videos, tmp_path):
     sound_only = str(tmp_path / "sound_only.mkv")
     media.write_wav(sound_only, noise(1.0, RATE), RATE)  # a container without a video stream
     out = tmp_path / "out"
-    summary = l3.process_video_file(paths + [silent, str(tmp_path / "zero.mp4"), sound_only],
-                                    model, output_dir=str(out), fps=2.0)
-    assert {os.path.basename(r["path"]): r["reason"] for r in summary["failed"]} == {
+    no_frames = str(tmp_path / "no_frames.mkv")  # a valid header, a video stream, zero frames
+    container = av.open(no_frames, "w")
+    stream = container.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()  # writes the header; no frame follows
+    container.close()
+    summary = l3.process_video_file(
+        paths + [silent, str(tmp_path / "zero.mp4"), sound_only, no_frames], model,
+        output_dir=str(out), fps=2.0)
+    failed = {os.path.basename(r["path"]): r for r in summary["failed"]}
+    assert failed.pop("no_frames.mkv")["reason"] in ("unreadable", "decode_error")
+    assert {name: r["reason"] for name, r in failed.items()} == {
         "zero.mp4": "empty_file", "sound_only.mkv": "no_video_stream",
         # clip.mkv, clip.webm, clip.avi would all write out/clip.npz after clip.mp4:
         "clip.mkv": "output_collision", "clip.webm": "output_collision",
