@@ -111,3 +111,11 @@ def test_feature_choice_load_paths_and_bad_input(exported, tmp_path):
         hear.get_timestamp_embeddings(batch, m)
     with pytest.raises(ValueError, match=r"\[n_sounds, samples\]"):
         hear.get_scene_embeddings(np.zeros(RATE, np.float32), m)
+
+
+def test_the_real_validator_where_installed(exported, capsys):
+    """Runs hearvalidator itself when it and torch are importable (not in CI: see the docstring)."""
+    pytest.importorskip("torch")
+    validate = pytest.importorskip("hearvalidator.validate")
+    validate.ValidateModel("l3.hear", exported.export_dir)()
+    assert "Checking get_scene_embeddings" in capsys.readouterr().out
