@@ -192,6 +192,13 @@ def test_process_video_file_one_timeline(model, videos, tmp_path):
         ft = v["image_timestamps"]
         np.testing.assert_allclose(ft, [0.0, 0.5, 1.0, 1.5, 2.0], atol=0.06)
         assert v["image_embedding"].shape == (5, D)
+        frames = media.decode_video(path, max_seconds=None, fps=2.0, require_audio=False,
+                                    resize_smaller_side=presets.SMALL.resize_side).frames
+        h, w = frames[0].shape[:2]  # 72 x 96: the central 64 x 64, scaled to [0, 1]
+        crops = np.stack([f[(h - 64) // 2:(h - 64) // 2 + 64, (w - 64) // 2:(w - 64) // 2 + 64]
+                          for f in frames]) / 255.0
+        np.testing.assert_allclose(v["image_embedding"], model.embed_images(crops)["embedding"],
+                                   **TOL)
         decoded = media.decode_audio(path, sample_rate=RATE)
         ref_emb, ref_ts = l3.get_audio_embedding(decoded[0], RATE, model)
         np.testing.assert_allclose(v["audio_timestamps"], ref_ts + decoded[1], atol=1e-9)

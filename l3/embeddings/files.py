@@ -178,7 +178,7 @@ class _Prepared:
     audio: Optional[np.ndarray] = None  # float32 [N] at the encoder's rate
     starts: Optional[np.ndarray] = None  # int64 [T] window starts
     audio_start: float = 0.0
-    images: Optional[np.ndarray] = None  # float32 [F, S, S, 3] in [0, 1]
+    images: Optional[np.ndarray] = None  # [F, S, S, 3]: float32 in [0, 1], or uint8 frames
     frame_times: Optional[np.ndarray] = None
 
 
@@ -200,11 +200,17 @@ def _prepare(model, decoded: Dict, path: str, out: str, opts: Options, side: int
                                              timeline.hop_samples(opts.hop_size, model.sample_rate),
                                              opts.mode)
     if kind == "video":
-        size = model.image_size
-        item.images = np.stack([_center_crop(f, size) for f in decoded["frames"]]
-                               ).astype(np.float32) / np.float32(255.0)
+        # Kept as uint8 crops (4x smaller than float) until their batch is built.
+        item.images = np.stack([_center_crop(f, model.image_size) for f in decoded["frames"]])
         item.frame_times = np.asarray(decoded["frame_times"], np.float64)
     return item
+
+
+def _unit(images: np.ndarray) -> np.ndarray:
+    """uint8 or float images -> float32 in [0, 1]."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    return images
 
 
 def _arrays(model, item: _Prepared, audio_emb, image_emb, opts: Options) -> Dict[str, np.ndarray]:
@@ -249,7 +255,7 @@ def _finish(model, group: List[_Prepared], opts: Options, outputs: List[str],
         audio = dict(runner.apply_batched(
             runner.audio_fn(model, opts.audio_feature, opts.batch_size), audio_jobs,
             opts.batch_size, runner.feature_dim(model, "audio", opts.audio_feature)))
-        image_jobs = ((i, len(p.images), lambda a, b, p=p: p.images[a:b])
+        image_jobs = ((i, len(p.images), lambda a, b, p=p: _unit(p.images[a:b]))
                       for i, p in enumerate(group) if p.images is not None)
         images = dict(runner.apply_batched(
             runner.image_fn(model, opts.image_feature, opts.batch_size), image_jobs,
