@@ -5,12 +5,22 @@ import numpy as np
 from l3 import presets
 
 
+_EXPORTS = {}
+
+
 def make_small_export(tmp_path_factory):
-    """An `l3-export` of the small preset with random weights, loaded: ExportedModel."""
+    """An `l3-export` of the small preset with random weights, loaded: ExportedModel.
+
+    Made once per test session (each test module's fixture calls this), under
+    the session's temporary folder: an export costs ~10-20 s on 2 cores.
+    """
     from l3 import export, model as model_lib
-    out = str(tmp_path_factory.mktemp("export") / "export")
-    export.export_model(model_lib.build_avc_model(presets.SMALL), presets.SMALL, out)
-    return export.ExportedModel(out)
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _EXPORTS:
+        out = str(tmp_path_factory.mktemp("export") / "export")
+        export.export_model(model_lib.build_avc_model(presets.SMALL), presets.SMALL, out)
+        _EXPORTS[key] = export.ExportedModel(out)
+    return _EXPORTS[key]
 
 
 class Counting:

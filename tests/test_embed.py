@@ -11,6 +11,7 @@ from PIL import Image
 
 from l3 import media, presets
 from l3.embeddings import api, files, inputs, tool
+from tests.embedding_fixtures import make_small_export
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D = presets.SMALL.embedding_dim
@@ -19,10 +20,7 @@ P_AUDIO = presets.SMALL.audio_transfer_dim
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from l3 import export, model as model_lib
-    out = str(tmp_path_factory.mktemp("export") / "export")
-    export.export_model(model_lib.build_avc_model(presets.SMALL), presets.SMALL, out)
-    return export.ExportedModel(out)
+    return make_small_export(tmp_path_factory)
 
 
 def _tone(seconds, rate, channels=1, freq=440.0):
