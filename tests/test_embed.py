@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from l3 import embed, media, presets
+from l3 import media, presets
+from l3.embeddings import api, files, inputs, tool
+from tests.embedding_fixtures import make_small_export
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D = presets.SMALL.embedding_dim
@@ -18,10 +20,7 @@ P_AUDIO = presets.SMALL.audio_transfer_dim
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from l3 import export, model as model_lib
-    out = str(tmp_path_factory.mktemp("export") / "export")
-    export.export_model(model_lib.build_avc_model(presets.SMALL), presets.SMALL, out)
-    return export.ExportedModel(out)
+    return make_small_export(tmp_path_factory)
 
 
 def _tone(seconds, rate, channels=1, freq=440.0):
@@ -58,13 +57,14 @@ def _bad_files(folder):
 def test_audio_windows_and_centre_timestamps(model):
     rate = model.sample_rate  # 16 kHz: no resampling, so windows can be checked exactly
     x = np.random.default_rng(1).standard_normal(int(2.35 * rate)).astype(np.float32) * 0.1
-    emb, times = embed.embed_audio_array(model, x, hop_s=0.25, batch_size=3)
+    emb, times = api.get_audio_embedding(x, rate, model, center=False, hop_size=0.25, batch_size=3)
     starts = np.arange(0, len(x) - rate + 1, rate // 4)
     assert emb.shape == (len(starts), D) and len(starts) == 6
     np.testing.assert_allclose(times, (starts + rate / 2) / rate)
     direct = model.embed_audio(np.stack([x[s:s + rate] for s in starts]))["embedding"]
     np.testing.assert_allclose(emb, direct, rtol=1e-4, atol=1e-5)
-    emb, times = embed.embed_audio_array(model, x[:rate // 3], hop_s=0.1)  # shorter than 1 s
+    with pytest.warns(inputs.ShortAudioWarning, match="audio: 0.333 s"):  # shorter than 1 s
+        emb, times = api.get_audio_embedding(x[:rate // 3], rate, model, center=False)
     assert emb.shape == (1, D) and times.tolist() == [0.5]
     np.testing.assert_allclose(
         emb[0],
@@ -74,8 +74,7 @@ def test_audio_windows_and_centre_timestamps(model):
 
 def test_embed_files_audio_image_video(model, media_dir, tmp_path):
     out = tmp_path / "out"
-    summary = embed.embed_files(model, [str(media_dir)], str(out), hop_s=0.1, fps=1.0,
-                                progress=False)
+    summary = tool.embed_files(model, [str(media_dir)], str(out), progress=False)
     assert summary["embedded"] == 5 and summary["skipped"] == 0, summary
     assert json.loads((out / "skipped.json").read_text()) == []
 
@@ -112,8 +111,8 @@ def test_bad_files_are_skipped_and_reported(model, media_dir, tmp_path):
     listing.write_text(f"# a comment\n{media_dir / 'long.wav'}\n\n"
                        "bad/garbage.wav\nbad/missing.wav\n")
     out = tmp_path / "out"
-    summary = embed.embed_files(model, [str(listing), str(bad), str(tmp_path / "nowhere.mp3")],
-                                str(out), progress=False)
+    summary = tool.embed_files(model, [str(listing), str(bad), str(tmp_path / "nowhere.mp3")],
+                               str(out), progress=False)
     assert summary["embedded"] == 1
     skipped = json.loads((out / "skipped.json").read_text())
     by_name = {os.path.basename(r["path"]): r["reason"] for r in skipped}
@@ -129,20 +128,21 @@ def test_bad_files_are_skipped_and_reported(model, media_dir, tmp_path):
 
 def test_resume_keeps_outputs_and_overwrite_recomputes(model, media_dir, tmp_path):
     out = tmp_path / "out"
-    inputs = [str(media_dir / "long.wav"), str(media_dir / "sub" / "short.wav")]
-    first = embed.embed_files(model, inputs, str(out), progress=False)
+    paths = [str(media_dir / "long.wav"), str(media_dir / "sub" / "short.wav")]
+    first = tool.embed_files(model, paths, str(out), progress=False)
     assert first["embedded"] == 2
     target = out / "long.wav.npz"
     stamp = target.stat().st_mtime_ns
-    again = embed.embed_files(model, inputs, str(out), progress=False)
+    again = tool.embed_files(model, paths, str(out), progress=False)
     assert again["embedded"] == 0 and again["existing"] == 2
     assert target.stat().st_mtime_ns == stamp
     os.utime(target, ns=(stamp - 10**9, stamp - 10**9))
-    forced = embed.embed_files(model, inputs, str(out), overwrite=True, hop_s=0.5,
-                               feature="conv4_2_pooled", progress=False)
+    forced = tool.embed_files(model, paths, str(out), overwrite=True, progress=False,
+                              options=files.Options(center=False, hop_size=0.5,
+                                                    audio_feature="conv4_2_pooled"))
     assert forced["embedded"] == 2
     a = np.load(target)
-    assert a["embedding"].shape == (4, P_AUDIO) and float(a["hop_s"]) == 0.5
+    assert a["embedding"].shape == (4, P_AUDIO) and float(a["hop_size"]) == 0.5
     assert target.stat().st_mtime_ns != stamp - 10**9
 
 
@@ -151,8 +151,11 @@ def test_output_names_mirror_inputs_and_do_not_collide(tmp_path):
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"")
-    files, missing = embed.collect_inputs([str(tmp_path / "a"), str(tmp_path / "b")])
-    assert sorted(name for _, name in files) == ["a/x.wav.npz", "b/x.mp4.npz", "b/x.wav.npz"]
+    paths, missing = files.collect_inputs([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert sorted(tool.output_names(paths).values()) == ["a/x.wav.npz", "b/x.mp4.npz",
+                                                         "b/x.wav.npz"]
+    assert sorted(tool.output_names(paths, "v2").values()) == ["a/x.wav_v2.npz", "b/x.mp4_v2.npz",
+                                                               "b/x.wav_v2.npz"]
     assert missing == []
 
 
@@ -162,7 +165,7 @@ def test_binary(model, media_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "l3.bin.embed", f"--export_dir={model.export_dir}",
          f"--input={media_dir / 'sub'}", f"--input={media_dir / 'long.wav'}", f"--output_dir={out}",
-         "--hop_s=0.5", "--noprogress"],
+         "--hop_size=0.5", "--noprogress"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "embedded 3 files" in proc.stdout
