@@ -10,11 +10,13 @@
 """
 
 import os
+import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from l3 import media
+from tfrecords import builder
 
 _LEVELS = 15
 
@@ -150,8 +152,6 @@ def misbehaving_process_video(item, settings, threads=0):
     """`tfrecords.builder.process_video`, except that a video whose id contains "crash"
     kills its process and one containing "hang" never returns (worker-failure tests;
     module-level so that worker processes can import it)."""
-    import time
-    from tfrecords import builder
     if "crash" in item.video_id:
         os._exit(3)
     if "hang" in item.video_id:

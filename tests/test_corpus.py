@@ -221,7 +221,7 @@ def test_class_sound_in_every_second():
     sr = 16000
     for cls in corpus.CLASSES:
         for _ in range(4):
-            p = corpus._class_params(rng, cls, 6, (120, 160))
+            p = corpus.class_params(rng, cls, 6, (120, 160))
             x = np.abs(cls.sound(rng, p, sr, 6 * sr))
             peak = x.max()
             for start in np.arange(0, 5.01, 0.25):
@@ -234,7 +234,7 @@ def test_events_are_in_sync_with_sound():
     rng = np.random.default_rng(1)
     sr = 16000
     for cls in corpus.CLASSES:
-        p = corpus._class_params(rng, cls, 5, (120, 160))
+        p = corpus.class_params(rng, cls, 5, (120, 160))
         if cls.name in ("siren", "engine", "whistle") or len(p["events"]) < 3:
             continue
         x = cls.sound(rng, p, sr, 5 * sr) ** 2

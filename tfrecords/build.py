@@ -49,7 +49,7 @@ flags.DEFINE_bool("kinetics_sounds_only", False, "Keep only the Kinetics-Sounds 
                   "(l3/kinetics_sounds.py; released or paper names).")
 flags.DEFINE_float("max_seconds", 10.0, "Decode the first this many seconds (paper 3.1: 10 s).")
 flags.DEFINE_float("fps", media.DEFAULT_FPS, "Frames kept per second (not in the paper; see "
-                   "l3/media.py for why 4).")
+                   "l3/media/__init__.py for why 4).")
 flags.DEFINE_integer("resize_smaller_side", 256, "Frames' smaller side (paper 2.2: 256).")
 flags.DEFINE_float("min_audio_seconds", 1.0, "Skip videos with less audio (one AVC clip is 1 s).")
 flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
