@@ -18,7 +18,6 @@ rates). Wall-clock numbers drop when other jobs share the cores; the CPU
 seconds used are reported beside them.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -32,7 +31,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import embed, export, model as model_lib, presets as presets_lib  # noqa: E402
+from l3 import embed, export, fileio, model as model_lib, presets as presets_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["small", "paper"], "Presets to measure.")
@@ -110,8 +109,7 @@ def main(argv):
                            images=FLAGS.images, batch_size=FLAGS.batch_size)
     print(format_table(report))
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2)
+        fileio.write_json(FLAGS.output_json, report)
 
 
 if __name__ == "__main__":
