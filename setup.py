@@ -7,7 +7,7 @@ Install (GPU):  pip install -r requirements-gpu.txt -e .
 from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = {
-    "l3-build-tfrecords": "tfrecords.build",
+    "l3-build-tfrecords": "l3_tfrecords.build",
     "l3-train": "l3.bin.train",
     "l3-eval-avc": "l3.bin.eval_avc",
     "l3-export": "l3.bin.export",
@@ -24,7 +24,10 @@ setup(
     name="l3",
     version="0.1.0",
     description="Look, Listen and Learn: audio-visual correspondence learning in TF2/Keras 3",
-    packages=find_packages(include=["l3", "l3.*", "tfrecords", "tfrecords.*"]),
+    # The builder lives in the folder tfrecords/ but imports as `l3_tfrecords`: a top-level
+    # `tfrecords` would clash with an unrelated package on PyPI.
+    packages=find_packages(include=["l3", "l3.*"]) + ["l3_tfrecords"],
+    package_dir={"l3_tfrecords": "tfrecords"},
     python_requires=">=3.10",
     # Versions are pinned in requirements*.txt; these are the direct needs.
     install_requires=[

@@ -5,7 +5,7 @@ r"""TFRecord builder throughput on generated 10-s clips, and where the time goes
 
 Clips are YouTube-like by default: 640x360 H.264 at 30 fps with 44.1 kHz stereo
 AAC (so audio is resampled), a smooth textured scene panning across the frame. They are generated once into
---media_dir and reused. The build runs `tfrecords.builder.build` with the
+--media_dir and reused. The build runs `l3_tfrecords.builder.build` with the
 builder's defaults (4 fps, smaller side 256, JPEG quality 90, first 10 s).
 
 Reported: videos/s and decoded seconds/s (seconds of media turned into records
@@ -17,7 +17,6 @@ and colour-convert the kept frames), resample (soxr to 48 kHz), jpeg (PIL
 encode), write (Example serialization + TFRecord write, in the parent).
 """
 
-import json
 import os
 import shutil
 import sys
@@ -27,12 +26,17 @@ from typing import Dict, List, Optional, Tuple
 
 import av
 import numpy as np
+from absl import app, flags
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import media  # noqa: E402
-from tfrecords import builder, inputs  # noqa: E402
+from l3 import fileio, media  # noqa: E402
+# l3.records imports TensorFlow, which the builder's shard writer needs: importing it here
+# keeps that import out of the timed build.
+from l3 import records  # noqa: E402,F401
+from l3_tfrecords import builder, inputs  # noqa: E402
 
 STAGES = ("decode", "convert", "resample", "jpeg", "write")
 
@@ -41,7 +45,6 @@ def _textured_frames(count: int, width: int, height: int, seed: int):
     """Smooth random texture panning 2 px a frame, plus sensor-like noise: [height, width, 3]
     uint8 per frame. Compresses like ordinary footage (flat colours would flatter
     JPEG and H.264; white noise would punish them)."""
-    from PIL import Image  # noqa: PLC0415
     rng = np.random.default_rng(seed)
     pad = 2 * count + 2
     low = rng.integers(0, 256, (height // 24 + 2, (width + pad) // 24 + 2, 3), np.uint8)
@@ -90,7 +93,6 @@ def run_benchmark(num_videos: int = 8, workers: int = 1, *, seconds: float = 10.
       "decoded_seconds_per_second", both also "_per_core", "stage_cpu_seconds",
       "stage_fraction", "bytes_per_video", "frames_per_video".
     """
-    from l3 import records  # noqa: F401,PLC0415 (TensorFlow import kept out of the timing)
     own_media = media_dir is None
     media_dir = media_dir or tempfile.mkdtemp(prefix="bench_media_")
     out_dir = tempfile.mkdtemp(prefix="bench_records_")
@@ -174,21 +176,19 @@ def format_table(result: Dict[str, object]) -> str:
 
 def main(argv):
     del argv
-    from absl import flags  # noqa: PLC0415
     f = flags.FLAGS
     result = run_benchmark(f.num_videos, f.workers, seconds=f.seconds,
                            size=(f.width, f.height), fps=f.source_fps, sample_rate=f.sample_rate,
                            media_dir=f.media_dir, build_fps=f.fps, jpeg_quality=f.jpeg_quality)
     print(format_table(result))
     if f.output_json:
-        with open(f.output_json, "w") as out:
-            json.dump(result, out, indent=1, sort_keys=True)
+        fileio.write_json(f.output_json, result, indent=1, sort_keys=True)
         print(f"\nwrote {f.output_json}")
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-
+    # Flags are defined only when run as a script: tests/test_builder.py imports this
+    # module, and absl flags are process-global.
     flags.DEFINE_integer("num_videos", 8, "Clips to generate and build.")
     flags.DEFINE_integer("workers", 1, "Decoding processes (0: in this process).")
     flags.DEFINE_float("seconds", 10.0, "Clip length.")

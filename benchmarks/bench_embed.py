@@ -21,7 +21,6 @@ rates). Wall-clock numbers drop when other jobs share the cores; the CPU
 seconds used are reported beside them.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -35,7 +34,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import export, model as model_lib, presets as presets_lib  # noqa: E402
+from l3 import export, fileio, model as model_lib, presets as presets_lib  # noqa: E402
 from l3.embeddings import api, files  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -131,8 +130,7 @@ def main(argv):
                            short_clips=FLAGS.short_clips)
     print(format_table(report))
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2)
+        fileio.write_json(FLAGS.output_json, report)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ measured here, not taken from a data sheet: the best rate of a large square
 `run_benchmark(...)` returns the dict that `--output_json` writes.
 """
 
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
+from l3 import fileio
 from l3 import model as model_lib
 from l3 import presets as presets_lib
 from l3 import train as train_lib
@@ -190,8 +190,7 @@ def main(argv):
                            steps=FLAGS.steps, matmul_size=FLAGS.matmul_size)
     print(format_table(report))
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2)
+        fileio.write_json(FLAGS.output_json, report)
 
 
 if __name__ == "__main__":

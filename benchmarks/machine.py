@@ -26,6 +26,8 @@ def machine_info(with_tensorflow: bool = True) -> Dict[str, object]:
         "python": platform.python_version(),
     }
     if with_tensorflow:
+        # TensorFlow only when asked: it costs seconds, and the SVM benchmark
+        # (numpy and scikit-learn only) describes its machine without it.
         import tensorflow as tf  # noqa: PLC0415
         gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                 for g in tf.config.list_physical_devices("GPU")]

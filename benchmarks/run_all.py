@@ -26,6 +26,8 @@ import time
 
 from absl import app, flags
 
+from l3 import fileio
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
@@ -111,8 +113,7 @@ def main(argv):
     report = run_suite(FLAGS.presets, quick=FLAGS.quick, mixed_precision=FLAGS.mixed_precision)
     print(format_table(report))
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(report, f, indent=2, default=str)
+        fileio.write_json(FLAGS.output_json, report)
 
 
 if __name__ == "__main__":

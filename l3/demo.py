@@ -5,7 +5,7 @@
 Stages, each reusing what an earlier run left in `work_dir`:
 
   1. corpus     generate the synthetic audio-visual corpus (`l3.corpus`; cached)
-  2. tfrecords  build TFRecord shards from its mp4 files (`tfrecords.builder`)
+  2. tfrecords  build TFRecord shards from its mp4 files (`l3_tfrecords.builder`)
   3. train      train the small preset on the train split (`l3.train`; resumes)
   4. export     SavedModel encoders of the trained model and of an untrained one
   5. avc        AVC accuracy on fixed pairs of held-out (test) videos, via the export
@@ -22,16 +22,18 @@ analysis.json), summary.json.
 """
 
 import dataclasses
-import glob
-import json
-import logging
 import os
 import time
-from typing import Dict, List, Optional
-
-import numpy as np
+from typing import Dict, Optional
 
 from l3 import constants as C
+from l3 import corpus, fileio, media
+from l3_tfrecords import builder
+
+# The stages that need TensorFlow (train, export, avc, svm, analysis) import their
+# modules inside the stage: the corpus and builder stages start spawned worker
+# processes, which re-import the `l3-demo` entry point (and so this module); with
+# TensorFlow imported here each worker would pay seconds and ~0.5 GB to import it.
 
 SUMMARY_JSON = "summary.json"
 TARGETS = {"avc_accuracy": 0.85, "nmi_ratio": 1.5}
@@ -83,7 +85,6 @@ class _Stages:
 
 
 def _corpus(config: DemoConfig):
-    from l3 import corpus
     root = config.corpus_dir or config.path("corpus")
     kwargs = {}
     if config.num_classes:
@@ -99,7 +100,6 @@ def _corpus(config: DemoConfig):
 
 
 def _tfrecords(config: DemoConfig, corpus_info) -> Dict:
-    from tfrecords import builder
     build_config = builder.BuildConfig(output_dir=config.path("tfrecords"),
                                        num_shards=config.num_shards, workers=config.workers,
                                        progress=config.progress)
@@ -116,7 +116,7 @@ def _pattern(config: DemoConfig, split: str) -> str:
 
 
 def _train(config: DemoConfig) -> Dict:
-    from l3 import train
+    from l3 import train  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     train_config = train.TrainConfig(
         train_pattern=_pattern(config, "train"), eval_pattern=_pattern(config, "val"),
         model_dir=config.path("train"), preset="small", train_steps=config.train_steps,
@@ -127,8 +127,8 @@ def _train(config: DemoConfig) -> Dict:
 
 
 def _export(config: DemoConfig) -> Dict:
-    from l3 import export, model, presets
-    import keras
+    import keras  # noqa: PLC0415 (TensorFlow; see the note under the imports)
+    from l3 import export, model, presets  # noqa: PLC0415
     info = export.export_checkpoint(config.path("train"), config.path("export"))
     keras.utils.set_random_seed(config.seed)
     preset = presets.get_preset(info["preset"])
@@ -138,7 +138,7 @@ def _export(config: DemoConfig) -> Dict:
 
 
 def _avc(config: DemoConfig) -> Dict:
-    from l3 import evaluate
+    from l3 import evaluate  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     result = evaluate.evaluate_avc(_pattern(config, "test"), export_dir=config.path("export"),
                                    num_pairs=config.eval_pairs, seed=config.seed)
     untrained = evaluate.evaluate_avc(_pattern(config, "test"),
@@ -152,7 +152,6 @@ def _avc(config: DemoConfig) -> Dict:
 
 def _held_out_clips(config: DemoConfig, corpus_info, sample_rate: int):
     """Audio of the val and test videos (never trained on): clips, labels, ids."""
-    from l3 import media
     clips, labels, ids = [], [], []
     # Videos whose sound is unrelated to their picture (and so to their label)
     # are left out: their audio carries no class.
@@ -167,8 +166,8 @@ def _held_out_clips(config: DemoConfig, corpus_info, sample_rate: int):
 
 
 def _svm(config: DemoConfig, corpus_info) -> Dict:
-    from l3 import export
-    from l3.transfer import protocol, protocol_config
+    from l3 import export  # noqa: PLC0415 (TensorFlow; see the note under the imports)
+    from l3.transfer import protocol, protocol_config  # noqa: PLC0415
     exported = {name: export.ExportedModel(config.path(name))
                 for name in ("export", "export_untrained")}
     sample_rate = exported["export"].sample_rate
@@ -178,8 +177,7 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
     results = {name: protocol.evaluate_clips(model, clips, labels, folds, sample_rate=sample_rate,
                                              config=svm_config)
                for name, model in exported.items()}
-    with open(config.path("svm.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+    fileio.write_json(config.path("svm.json"), results)
     trained, untrained = results["export"], results["export_untrained"]
     print(f"linear SVM on held-out audio ({len(clips)} clips, {config.svm_folds} folds): "
           f"trained {trained['mean_accuracy']:.3f}, untrained {untrained['mean_accuracy']:.3f}")
@@ -187,10 +185,10 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
 
 
 def _analysis(config: DemoConfig) -> Dict:
-    from l3.analysis import run
+    from l3.analysis import run  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     return run.analyze(config.path("export"), _pattern(config, "test"), config.path("analysis"),
-                       analyses=config.analyses, num_clusters=config.num_clusters,
-                       max_items=config.analysis_items, items_per_video=config.items_per_video,
+                       analyses=config.analyses, clusters=config.num_clusters,
+                       num_items=config.analysis_items, items_per_video=config.items_per_video,
                        seed=config.seed)
 
 
@@ -257,10 +255,7 @@ def run_demo(config: DemoConfig) -> Dict:
         "nmi_audio": summary["nmi_audio_trained"] >= TARGETS["nmi_ratio"] * summary["nmi_audio_untrained"],
         "svm_audio": summary["svm_accuracy_trained"] > summary["svm_accuracy_untrained"],
     }
-    tmp = config.path(SUMMARY_JSON + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, default=float)
-    os.replace(tmp, config.path(SUMMARY_JSON))
+    fileio.write_json(config.path(SUMMARY_JSON), summary)
     print("\n" + summary_table(summary))
     print(f"\nsummary: {config.path(SUMMARY_JSON)}; figures: {config.path('analysis')}")
     return summary

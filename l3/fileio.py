@@ -26,7 +26,9 @@ import numpy as np
 def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
     """Opens a temporary sibling of `path`; on success renames it to `path`.
 
-    Creates the parent directory if needed. `mode` is "w" (text) or "wb".
+    Creates the parent directory if needed. `mode` is "w" (text) or "wb". The file
+    gets the permissions `open(path, "w")` would give it (0666 less the umask), not
+    mkstemp's owner-only 0600, so that others can read a shared output folder.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -38,12 +40,20 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def json_default(o):

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from l3 import media
-from tfrecords import builder
+from l3_tfrecords import workers
 
 _LEVELS = 15
 
@@ -149,11 +149,11 @@ def corrupt_middle(src: str, dst: str, fraction: float = 0.5, length: int = 4000
 
 
 def misbehaving_process_video(item, settings, threads=0):
-    """`tfrecords.builder.process_video`, except that a video whose id contains "crash"
+    """`l3_tfrecords.workers.process_video`, except that a video whose id contains "crash"
     kills its process and one containing "hang" never returns (worker-failure tests;
     module-level so that worker processes can import it)."""
     if "crash" in item.video_id:
         os._exit(3)
     if "hang" in item.video_id:
         time.sleep(3600)
-    return builder.process_video(item, settings, threads)
+    return workers.process_video(item, settings, threads)

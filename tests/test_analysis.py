@@ -185,10 +185,10 @@ def test_items_pair_each_frame_with_the_audio_centred_on_it(tmp_path, preset_nam
         assert start == pytest.approx(items.times[i] - 0.5, abs=1.5 / preset.sample_rate)
 
 
-def test_analyze_accepts_the_flag_names(stand_in):
+def test_analyze_caps_items_and_sets_clusters(stand_in):
     export_dir, pattern, root = stand_in
-    res = run_lib.analyze(export_dir, pattern, str(root / "alias"), analyses=["nmi"],
-                          max_items=6, num_clusters=3)
+    res = run_lib.analyze(export_dir, pattern, str(root / "capped"), analyses=["nmi"],
+                          num_items=6, clusters=3)
     assert res["data"]["num_items"] == 6 and res["nmi"]["num_clusters"] == 3
     assert "warning" in res["nmi"]  # 2 items per cluster
 

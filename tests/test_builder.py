@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from l3 import kinetics_sounds, media, records
+from l3_tfrecords import build as build_main
+from l3_tfrecords import builder, inputs, shards, workers
 from tests import media_fixtures as mf
-from tfrecords import build as build_main
-from tfrecords import builder, inputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENT_KEYS = ("videos_seen", "videos_written", "videos_skipped", "skipped_by_reason",
@@ -138,7 +138,7 @@ def test_sharded_cluster_build_equals_single_build(corpus, tmp_path):
 def test_partial_cluster_summary_lists_missing_shards(corpus, tmp_path):
     out = tmp_path / "partial"
     builder.build_from_input(corpus["root"], _config(out, num_shards=3, shard_index=1))
-    summary = builder.summarize(str(out), 3)
+    summary = shards.summarize(str(out), 3)
     assert not summary["complete"]
     assert summary["splits"]["train"]["shards_missing"] == [0, 2]
 
@@ -156,7 +156,7 @@ def test_resume_skips_finished_shards_and_checks_settings(corpus, tmp_path):
     second = records.shard_name("train", 1, 2)
     with open(out / second, "rb") as f:
         good_bytes = f.read()
-    os.remove(out / builder.STATS_DIR / (second + ".json"))
+    os.remove(out / shards.STATS_DIR / (second + ".json"))
     with open(out / second, "wb") as f:
         f.write(good_bytes[:100])
     (out / f".{second}.tmp-12345").write_bytes(b"partial")
@@ -175,7 +175,7 @@ def test_resume_skips_finished_shards_and_checks_settings(corpus, tmp_path):
 
 def _run_cli(*args, **kw):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, "-m", "tfrecords.build", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "l3_tfrecords.build", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
@@ -194,11 +194,11 @@ def test_kill_mid_build_then_rerun_gives_the_same_shards(tmp_path):
     out = tmp_path / "killed"
     proc = _run_cli(*args, f"--output_dir={out}")
     deadline = time.time() + 300
-    while not glob.glob(str(out / builder.STATS_DIR / "*.json")) and time.time() < deadline:
+    while not glob.glob(str(out / shards.STATS_DIR / "*.json")) and time.time() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = glob.glob(str(out / builder.STATS_DIR / "*.json"))
+    finished = glob.glob(str(out / shards.STATS_DIR / "*.json"))
     assert 1 <= len(finished) < 3, "the build was not killed mid-way"
     done = os.path.basename(finished[0])[: -len(".json")]
     mtime = os.path.getmtime(out / done)
@@ -235,7 +235,7 @@ def test_crashing_or_hanging_worker_skips_only_that_video(corpus):
     ids = ["a", "crash", "b", "hang", "c", "d"]
     items = [inputs.VideoItem(path=path, video_id=i) for i in ids]
     settings = _config("unused").content_settings()
-    results = list(builder.map_videos(items, settings, workers=2, timeout=8.0,
+    results = list(workers.map_videos(items, settings, workers=2, timeout=8.0,
                                       fn=mf.misbehaving_process_video))
     assert [r.item.video_id for r in results] == ids
     assert [r.reason if not r.ok else "ok" for r in results] == [

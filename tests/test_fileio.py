@@ -41,6 +41,20 @@ def test_atomic_write_binary_and_jsonl(tmp_path):
             pass
 
 
+def test_written_files_get_open_permissions_and_sidecar_format(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with open(tmp_path / "plain", "w") as f:
+            f.write("x")
+        fileio.write_json(str(tmp_path / "r.json"), {"b": [1], "a": 2}, indent=1, sort_keys=True)
+    finally:
+        os.umask(old)
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "r.json") == mode(tmp_path / "plain") == 0o640
+    # The builder's sidecars and summary: indent 1, sorted keys, final newline.
+    assert (tmp_path / "r.json").read_text() == '{\n "a": 2,\n "b": [\n  1\n ]\n}\n'
+
+
 def test_digests_change_with_content(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"one"); b.write_bytes(b"two")

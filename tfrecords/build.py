@@ -17,7 +17,8 @@ summary.json from the shards finished so far; rerunning skips finished shards):
   l3-build-tfrecords --input=... --output_dir=... --num_shards=64 --shard_index=$SLURM_ARRAY_TASK_ID
 
 Exit status 0 when this process's shards hold at least one video, 1 otherwise.
-The logic lives in `tfrecords.builder`; this file is flags only.
+The logic lives in `l3_tfrecords.builder` (the `tfrecords/` folder); this file is flags only.
+Also runs as `python -m l3_tfrecords.build`.
 """
 
 import logging
@@ -26,7 +27,8 @@ import os
 from absl import app, flags
 
 from l3 import kinetics_sounds, media
-from tfrecords import builder, inputs
+
+from . import builder, inputs, shards
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A folder (searched recursively), a text file with one video "
@@ -68,7 +70,7 @@ def main(argv):
         raise app.UsageError("--input is required (unless --summarize_only)")
     if FLAGS.summarize_only:
         count = FLAGS.num_shards if FLAGS["num_shards"].present else None
-        summary = builder.summarize(FLAGS.output_dir, count)
+        summary = shards.summarize(FLAGS.output_dir, count)
         _print(summary)
         return 0 if summary["videos_written"] else 1
     config = builder.BuildConfig(

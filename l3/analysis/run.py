@@ -19,7 +19,6 @@ It writes PNGs and `analysis.json` (the returned dict) under `output_dir`.
 `format_table(results)` renders the numbers beside the paper's.
 """
 
-import json
 import logging
 import os
 import time
@@ -28,13 +27,12 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from l3 import constants as C
+from l3 import fileio
 from l3.analysis import clustering, data, encoders, figures, projector, units
 
 ANALYSES = ("nmi", "units", "figures", "tsne", "projector")
 NETWORKS = ("trained", "untrained")
-MODALITIES = encoders.MODALITIES  # ("vision", "audio")
 RESULTS_JSON = "analysis.json"
-_UNSET = object()
 FIGURE_FILES = {
     "vision_units": "vision_units.png",
     "vision_heatmaps": "vision_heatmaps.png",
@@ -94,8 +92,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
             analyses=ANALYSES, num_items: Optional[int] = 2000, clusters: int = C.KMEANS_CLUSTERS,
             seed: int = 0, items_per_video: int = 1, top_k: int = C.UNIT_TOP_K,
             num_figure_units: int = 6, batch_size: int = 32,
-            log: Callable[[str], None] = logging.info,
-            max_items=_UNSET, num_clusters: Optional[int] = None) -> Dict:
+            log: Callable[[str], None] = logging.info) -> Dict:
     """Runs the analyses on the export at `export_dir`; writes figures and analysis.json.
 
     Args:
@@ -108,14 +105,8 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
         network's initialisation; items_per_video: frames (each with its 1 s of
         audio) per video; top_k: items ranked per unit (paper: 5);
         num_figure_units: rows of the unit figures; batch_size: inference batch.
-      max_items, num_clusters: aliases of num_items and clusters, named as the
-        `l3-analyze` flags; they win when given.
     Returns: the dict written to analysis.json (layout in the docstring of l3.bin.analyze).
     """
-    if max_items is not _UNSET:
-        num_items = max_items
-    if num_clusters is not None:
-        clusters = num_clusters
     analyses = _parse_analyses(analyses)
     os.makedirs(output_dir, exist_ok=True)
     timings: Dict[str, float] = {}
@@ -138,8 +129,8 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
         "data": {"num_items": len(items), "num_videos": len(set(items.video_ids)),
                  "num_classes": len(items.class_names), "items_per_video": items_per_video,
                  "class_counts": items.class_counts()},
-        "paper": {"nmi": {m: clustering.paper_nmi(m) for m in MODALITIES},
-                  "unit_preference": {m: units.paper_units(m) for m in MODALITIES},
+        "paper": {"nmi": {m: clustering.paper_nmi(m) for m in encoders.MODALITIES},
+                  "unit_preference": {m: units.paper_units(m) for m in encoders.MODALITIES},
                   "num_classes": 34},
         "figures": {},
     }
@@ -150,7 +141,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
     if need_untrained:
         probes["untrained"] = encoders.untrained_probes(preset, seed, batch_size)
     emb = {m: {net: probes[net][m].embed(_inputs(items, m)) for net in probes}
-           for m in MODALITIES}
+           for m in encoders.MODALITIES}
     timings["embed"] = time.time() - t
 
     if "nmi" in analyses:
@@ -162,7 +153,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
     if {"units", "figures"} & set(analyses):
         t = time.time()
         section: Dict = {"top_k": top_k, "thresholds": list(C.UNIT_PREFERENCE_THRESHOLDS)}
-        for m in MODALITIES:
+        for m in encoders.MODALITIES:
             prefs[m] = {net: units.unit_preferences(emb[m][net], items.labels, top_k, seed,
                                                     groups=items.video_ids)
                         for net in emb[m]}
@@ -180,12 +171,13 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
             m: _unit_figures(results["figures"], output_dir, items, probes["trained"][m],
                              emb[m]["trained"], prefs[m]["trained"], m, num_figure_units,
                              stride, preset)
-            for m in MODALITIES}
+            for m in encoders.MODALITIES}
         timings["figures"] = time.time() - t
 
     if "tsne" in analyses:
         t = time.time()
-        pts = {m: {net: figures.tsne_2d(emb[m][net], seed) for net in emb[m]} for m in MODALITIES}
+        pts = {m: {net: figures.tsne_2d(emb[m][net], seed) for net in emb[m]}
+               for m in encoders.MODALITIES}
         results["figures"]["tsne"] = figures.tsne_figure(
             os.path.join(output_dir, FIGURE_FILES["tsne"]), pts, items.labels, items.class_names,
             extra=f"{len(items)} items, {len(items.class_names)} classes")
@@ -193,7 +185,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
 
     if "projector" in analyses:
         t = time.time()
-        tensors = {f"{m}_{net}": emb[m][net] for m in MODALITIES for net in emb[m]}
+        tensors = {f"{m}_{net}": emb[m][net] for m in encoders.MODALITIES for net in emb[m]}
         meta = {"class": items.label_names, "video_id": items.video_ids,
                 "time_s": [f"{x:.2f}" for x in items.times]}
         files = projector.export_projector(os.path.join(output_dir, "projector"), tensors, meta,
@@ -211,8 +203,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
     results["figures"] = {k: os.path.relpath(v, output_dir) for k, v in results["figures"].items()}
     timings["total"] = time.time() - t0
     results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    with open(os.path.join(output_dir, RESULTS_JSON), "w") as f:
-        json.dump(results, f, indent=2)
+    fileio.write_json(os.path.join(output_dir, RESULTS_JSON), results)
     return results
 
 

@@ -8,12 +8,11 @@ the model, and prints accuracy, accuracy on positives and negatives and,
 where the records carry labels, per-class accuracy.
 """
 
-import json
 
 from absl import app
 from absl import flags
 
-from l3 import evaluate
+from l3 import evaluate, fileio
 
 flags.DEFINE_string("data_pattern", None, "Glob of held-out TFRecord shards.", required=True)
 flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint).")
@@ -37,8 +36,7 @@ def main(argv):
                                    preset=FLAGS.preset, num_pairs=FLAGS.num_pairs,
                                    seed=FLAGS.seed, batch_size=FLAGS.batch_size)
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(result, f, indent=2)
+        fileio.write_json(FLAGS.output_json, result)
     pos, neg = result["accuracy_positive"], result["accuracy_negative"]
     print(f"AVC accuracy {result['accuracy']:.4f} on {result['num_pairs']} pairs "
           f"(positives {pos if pos is None else f'{pos:.4f}'}, "

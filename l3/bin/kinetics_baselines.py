@@ -21,6 +21,7 @@ Smoke run: --preset=small --classifier_steps=100 --pretraining_steps=100
 
 from absl import app, flags
 
+from l3 import evaluate
 from l3.transfer import kinetics_baselines as kb
 
 FLAGS = flags.FLAGS
@@ -41,8 +42,10 @@ flags.DEFINE_integer("batch_size", None, "Batch size (default: the preset's glob
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the preset's).")
 flags.DEFINE_float("val_fraction", kb.DEFAULT_VAL_FRACTION,
                    "Fraction of the training shards held out when --val_pattern is not given.")
-flags.DEFINE_integer("num_val_pairs", kb.DEFAULT_NUM_PAIRS, "Validation pairs (threshold choice).")
-flags.DEFINE_integer("num_eval_pairs", kb.DEFAULT_NUM_PAIRS, "Fixed held-out evaluation pairs.")
+flags.DEFINE_integer("num_val_pairs", evaluate.DEFAULT_NUM_PAIRS,
+                     "Validation pairs (threshold choice).")
+flags.DEFINE_integer("num_eval_pairs", evaluate.DEFAULT_NUM_PAIRS,
+                     "Fixed held-out evaluation pairs.")
 flags.DEFINE_integer("eval_seed", kb.BaselineConfig.eval_seed, "Seed of the fixed pairs (as l3-eval-avc).")
 flags.DEFINE_integer("seed", 0, "Seed of training (shuffling, augmentation, initialisation).")
 flags.DEFINE_integer("bn_batches", kb.DEFAULT_BN_BATCHES, "Training batches over which each "

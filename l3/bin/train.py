@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from l3 import distribute
+from l3 import distribute, fileio
 from l3 import train as train_lib
 
 _D = train_lib.TrainConfig  # defaults live in one place
@@ -73,8 +73,7 @@ def main(argv):
         logging.error("%s", e)
         sys.exit(NON_FINITE_EXIT)
     if FLAGS.output_json and summary["is_chief"]:
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(summary, f, indent=2)
+        fileio.write_json(FLAGS.output_json, summary)
     if summary["is_chief"]:
         print(json.dumps({k: summary[k] for k in ("step", "stopped", "loss", "accuracy",
                                                   "eval_accuracy", "pairs_per_second",

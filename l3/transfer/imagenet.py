@@ -31,7 +31,6 @@ with random weights (`random_trunk=True`).
 """
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -43,6 +42,7 @@ import tensorflow_datasets as tfds
 
 from l3 import constants as C
 from l3 import export as export_lib
+from l3 import fileio
 from l3 import image as image_lib
 from l3 import model as model_lib
 from l3 import presets as presets_lib
@@ -356,7 +356,5 @@ def run_probe(*, export_dir: Optional[str], data_dir: Optional[str] = None,
     result["paper"] = {"top1": C.PAPER_RESULTS["imagenet_top1"],
                        "top1_random": C.PAPER_RESULTS["imagenet_top1_random"]}
     if output_json:
-        os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
-        with open(output_json, "w") as f:
-            json.dump(result, f, indent=2)
+        fileio.write_json(output_json, result)
     return result

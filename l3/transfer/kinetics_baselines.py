@@ -26,7 +26,6 @@ Paper (Kinetics-Sounds): direct combination 65 %, supervised pretraining
 """
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -42,6 +41,7 @@ from sklearn import metrics
 from l3 import constants as C
 from l3 import evaluate as evaluate_lib
 from l3 import export as export_lib
+from l3 import fileio
 from l3 import model as model_lib
 from l3 import pairs as pairs_lib
 from l3 import presets as presets_lib
@@ -54,7 +54,6 @@ from l3.transfer import supervised
 DEFAULT_CLASSIFIER_STEPS = 10_000
 DEFAULT_PRETRAINING_STEPS = 10_000
 DEFAULT_VAL_FRACTION = 0.1  # of the training shards, when no validation set is given
-DEFAULT_NUM_PAIRS = evaluate_lib.DEFAULT_NUM_PAIRS  # fixed held-out pairs, as l3-eval-avc
 DEFAULT_BN_BATCHES = 100    # not from the paper: see supervised.recalibrate_batch_norm
 
 DIRECT = "direct_combination"
@@ -77,8 +76,8 @@ class BaselineConfig:
     learning_rate: Optional[float] = None
     val_fraction: float = DEFAULT_VAL_FRACTION
     # As `l3-eval-avc` (l3.evaluate's defaults), so the L3 row equals its number.
-    num_val_pairs: int = DEFAULT_NUM_PAIRS
-    num_eval_pairs: int = DEFAULT_NUM_PAIRS
+    num_val_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS
+    num_eval_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS  # as l3-eval-avc
     eval_seed: int = evaluate_lib.DEFAULT_SEED
     seed: int = 0
     log_every: int = 100
@@ -312,9 +311,7 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
                       "eval_pattern": eval_pattern}
     result["seconds"] = time.time() - start
     if output_json:
-        os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
-        with open(output_json, "w") as f:
-            json.dump(result, f, indent=2)
+        fileio.write_json(output_json, result)
     return result
 
 
@@ -327,7 +324,7 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
     logging.info("%d classes: %s", len(class_names), ", ".join(class_names))
 
     classifiers, classification = {}, {}
-    for offset, modality in enumerate((supervised.VISION, supervised.AUDIO)):
+    for offset, modality in enumerate((model_lib.VISION, model_lib.AUDIO)):
         classifier = supervised.build_classifier(preset, modality, len(class_names))
         train_ds = supervised.classification_dataset(
             train_files, preset, class_names, modality=modality, training=True,
@@ -344,14 +341,15 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
         logging.info("%s classifier: %.3f on %d eval videos", modality,
                      classification[modality]["accuracy"], classification[modality]["num_examples"])
         classifiers[modality] = classifier
-    direct = direct_score_fn(classifiers[supervised.VISION], classifiers[supervised.AUDIO])
+    direct = direct_score_fn(classifiers[model_lib.VISION], classifiers[model_lib.AUDIO])
 
     val_labels, val_scores = score_pairs(
         pair_dataset(val_files, preset, batch_size=batch_size, seed=config.eval_seed,
                      num_pairs=config.num_val_pairs), {DIRECT: direct})
     threshold, val_accuracy = best_threshold(val_scores[DIRECT], val_labels)
 
-    avc = build_pretraining_model(classifiers[supervised.VISION], classifiers[supervised.AUDIO], preset)
+    avc = build_pretraining_model(classifiers[model_lib.VISION], classifiers[model_lib.AUDIO],
+                                  preset)
     # All training shards, held-out videos included: they only choose the
     # direct combination's threshold, which the fusion layers do not touch.
     pair_train = pairs_lib.make_dataset(

@@ -34,8 +34,6 @@ from l3 import model as model_lib
 from l3 import records
 from l3.presets import Preset
 
-VISION = model_lib.VISION
-AUDIO = model_lib.AUDIO
 HASH_BUCKETS = 2**62
 SHUFFLE_BUFFER = 512  # light elements: one JPEG or one 1 s window (192 KB) each
 
@@ -122,8 +120,9 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
     shuffle buffer (`shuffle_buffer` of those, not whole records), then
     decoded and augmented.
     """
-    if modality not in (VISION, AUDIO):
-        raise ValueError(f"modality must be {VISION!r} or {AUDIO!r}, got {modality!r}")
+    if modality not in (model_lib.VISION, model_lib.AUDIO):
+        raise ValueError(f"modality must be {model_lib.VISION!r} or {model_lib.AUDIO!r}, "
+                         f"got {modality!r}")
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(class_names)),
                                             tf.range(len(class_names), dtype=tf.int32)),
@@ -134,13 +133,13 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    base = tf.constant([seed, 0 if modality == VISION else 1], tf.int64)
+    base = tf.constant([seed, 0 if modality == model_lib.VISION else 1], tf.int64)
 
     def pick(index, serialized):
         example = records.parse_example(serialized)
         seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base, index), 2)
-        if modality == VISION:
+        if modality == model_lib.VISION:
             view = _pick_frame(example, seeds[0], training)
         else:
             view = _pick_clip(example, seeds[0], preset, training)
@@ -149,7 +148,7 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
             label = tf.where(is_held_out(example[records.VIDEO_ID], exclude_below), -1, label)
         return view, label, seeds[1]
 
-    finish = _finish_frame if modality == VISION else _finish_clip
+    finish = _finish_frame if modality == model_lib.VISION else _finish_clip
     ds = ds.enumerate().map(pick, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda view, label, seed_: label >= 0)
     if training:
@@ -166,13 +165,15 @@ def build_classifier(preset: Preset, modality: str, num_classes: int) -> keras.M
     the same layer names as in the AVC model, so its weights drop into
     `build_avc_model`'s.
     """
-    if modality == VISION:
+    if modality == model_lib.VISION:
         trunk = model_lib.build_vision_network(preset)
-    elif modality == AUDIO:
+    elif modality == model_lib.AUDIO:
         trunk = model_lib.build_audio_network(preset)
     else:
-        raise ValueError(f"modality must be {VISION!r} or {AUDIO!r}, got {modality!r}")
-    inputs = keras.Input(trunk.input_shape[1:], name="image" if modality == VISION else "waveform")
+        raise ValueError(f"modality must be {model_lib.VISION!r} or {model_lib.AUDIO!r}, "
+                         f"got {modality!r}")
+    name = "image" if modality == model_lib.VISION else "waveform"
+    inputs = keras.Input(trunk.input_shape[1:], name=name)
     x = trunk(inputs)
     x = keras.layers.Dense(preset.fusion_hidden, activation="relu", name="fc1")(x)
     logits = keras.layers.Dense(num_classes, name="fc2", dtype="float32")(x)
