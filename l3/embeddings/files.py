@@ -30,8 +30,10 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
-from l3 import fileio, media
+from l3 import constants as C
+from l3 import fileio, media, presets
 from l3.embeddings import inputs, runner, timeline
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif",
@@ -138,7 +140,6 @@ def collect_inputs(items: Sequence[str]) -> Tuple[List[str], List[Dict]]:
 
 def resize_side(model) -> int:
     """The preset's evaluation resize side (256 for 224 crops), or the same ratio if unknown."""
-    from l3 import constants as C, presets
     try:
         return presets.get_preset(model.info["preset"]).resize_side
     except (KeyError, ValueError):
@@ -300,7 +301,6 @@ def run(model, items: Sequence[Tuple[str, str, str]], opts: Options, *,
 
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="embedding", unit="file")
     group, rows = [], [0, 0]
     try:

@@ -21,6 +21,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import soxr
+from PIL import Image, ImageOps
+
+from l3 import media
 
 LARGE_FACTOR = 4  # images with smaller side > 4 x resize side are box-reduced first
 
@@ -202,8 +205,6 @@ def read_image_file(path: str, resize_side: int) -> np.ndarray:
     megapixels) are refused. Raises MediaError (not_found, empty_file,
     unreadable) or InputError (image_too_large).
     """
-    from PIL import Image, ImageOps
-    from l3 import media
     if not os.path.exists(path):
         raise media.MediaError("not_found", f"{path} does not exist")
     if os.path.getsize(path) == 0:
