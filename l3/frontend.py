@@ -158,12 +158,14 @@ def log_spectrogram(waveform, *, window: int = C.STFT_WINDOW, hop: int = C.STFT_
             frames = frames * ops.convert_to_tensor(periodic_hann(window), dtype=precision)
             real, imag = ops.rfft(frames, fft_length=fft_length)  # [b, t, f]
         else:
-            both = ops.matmul(frames, ops.convert_to_tensor(dft_basis(window, fft_length),
-                                                            dtype=precision))  # [b, t, 2f]
+            # einsum, not matmul: Keras 3.15's torch matmul returns float32 for float64 inputs
+            basis = ops.convert_to_tensor(dft_basis(window, fft_length), dtype=precision)
+            both = ops.einsum("btw,wf->btf", frames, basis)  # [b, t, 2f]
             real, imag = ops.split(both, 2, axis=-1)
         magnitude = ops.sqrt(real * real + imag * imag)
         if mel_basis is not None:
-            magnitude = ops.matmul(magnitude, ops.convert_to_tensor(mel_basis, dtype=precision))
+            mel = ops.convert_to_tensor(mel_basis, dtype=precision)
+            magnitude = ops.einsum("btf,fm->btm", magnitude, mel)
         log_mag = ops.log(magnitude + log_offset)
         image = ops.expand_dims(ops.transpose(log_mag, (0, 2, 1)), -1)  # [b, f, t, 1]
         return ops.cast(image, "float32")
