@@ -206,7 +206,7 @@ def test_onnx_and_litert_run_without_tensorflow_and_match_savedmodels(all_format
     assert got["litert_inputs:avc"] == ["image", "waveform"]
     assert got["onnx_inputs:audio_encoder"] == got["litert_inputs:audio_encoder"] == ["waveform"]
     # ONNX keeps the float64 front end; LiteRT's is float32 (WORKSPACE_NOTES.md)
-    for runtime, rtol in (("onnx", 1e-5), ("litert", 1e-3)):
+    for runtime, rtol in (("onnx", 1e-5), ("litert", 2e-3)):
         for name, outputs in ref.items():
             for key, want in outputs.items():
                 value = np.asarray(got[f"{runtime}:{name}:{key}"])
