@@ -115,6 +115,8 @@ BACKEND_CHECK = textwrap.dedent("""
                                "waveform": x[:2, :16000]}, training=False).shape)
     if out["backend"] == "jax":
         import jax
+        jitted = jax.jit(lambda w: frontend.log_spectrogram(w))  # as model.predict / a jit step
+        out["jit_float64"] = float(np.abs(np.asarray(jitted(x)) - want).max())
         out["x64_after"] = bool(jax.config.jax_enable_x64)
     out["tensorflow_imported"] = "tensorflow" in sys.modules
     print(json.dumps(out))
@@ -146,6 +148,7 @@ def test_jax_backend_without_tensorflow():
     assert got["backend"] == "jax"
     assert got["tensorflow_imported"] is False, "import l3.model under JAX must not load TensorFlow"
     assert got["x64_after"] is False, "the front end must not leave 64-bit JAX switched on"
+    assert got["jit_float64"] < 1e-5, got
     _check_backend(got)
 
 
