@@ -1,85 +1,14 @@
-"""Audio front end (section 2.2): log-magnitude spectrogram, volume jitter, decimation.
+"""TensorFlow audio ops of the input pipeline (section 2.2): volume jitter, decimation.
 
-The spectrogram is a Keras layer so that it lives *inside* the audio encoder:
-an exported encoder takes raw waveform and can never drift from its front end.
-
-Shapes (paper preset): waveform [batch, 48000] float32 at 48 kHz in [-1, 1]
--> spectrogram image [batch, 257 bands, 199 frames, 1].
+These run in tf.data, outside the model. The spectrogram front ends, which
+live inside the audio encoder, are backend-neutral Keras layers in
+`l3.frontend`.
 """
 
 import numpy as np
-import keras
 import tensorflow as tf
 
 from l3 import constants as C
-
-
-def log_spectrogram(waveform, *, window: int = C.STFT_WINDOW, hop: int = C.STFT_HOP,
-                    fft_length: int = C.FFT_LENGTH, log_offset: float = C.LOG_OFFSET):
-    """log(|STFT| + log_offset) as a single-channel image.
-
-    Periodic Hann window of `window` samples (the paper does not name the
-    window), `hop` samples apart, no padding, zero-padded to `fft_length`.
-    Computed in float64 so that near-silent bands are exact on the log scale
-    (float32 FFT round-off is ~1e-7 of the loudest band, which the log turns
-    into large errors in the quiet ones); the FFT is a negligible part of the
-    network's cost either way.
-
-    Args:
-      waveform: float [batch, samples].
-    Returns:
-      float32 [batch, fft_length // 2 + 1, frames, 1]: frequency on axis 1
-      (low to high), time on axis 2, frames = 1 + (samples - window) // hop.
-    """
-    x = tf.cast(waveform, tf.float64)
-    stft = tf.signal.stft(x, frame_length=window, frame_step=hop, fft_length=fft_length,
-                          window_fn=tf.signal.hann_window, pad_end=False)  # [b, t, f]
-    log_mag = tf.math.log(tf.abs(stft) + log_offset)
-    image = tf.transpose(log_mag, [0, 2, 1])[..., tf.newaxis]  # [b, f, t, 1]
-    return tf.cast(image, tf.float32)
-
-
-def log_spectrogram_numpy(waveform: np.ndarray, *, window: int = C.STFT_WINDOW,
-                          hop: int = C.STFT_HOP, fft_length: int = C.FFT_LENGTH,
-                          log_offset: float = C.LOG_OFFSET) -> np.ndarray:
-    """Reference implementation with np.fft (float64); same shapes as `log_spectrogram`."""
-    x = np.asarray(waveform, np.float64)
-    n = np.arange(window)
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / window)  # periodic Hann
-    frames = 1 + (x.shape[-1] - window) // hop
-    idx = np.arange(frames)[:, None] * hop + n[None, :]
-    spec = np.abs(np.fft.rfft(x[..., idx] * hann, n=fft_length, axis=-1))  # [b, t, f]
-    return np.log(spec + log_offset).swapaxes(-1, -2)[..., None].astype(np.float32)
-
-
-@keras.saving.register_keras_serializable(package="l3")
-class LogSpectrogram(keras.layers.Layer):
-    """Keras layer: waveform [batch, samples] -> [batch, bands, frames, 1].
-
-    Always computes (and outputs) float32 whatever the global dtype policy,
-    so mixed precision starts at conv1_1.
-    """
-
-    def __init__(self, window=C.STFT_WINDOW, hop=C.STFT_HOP, fft_length=C.FFT_LENGTH,
-                 log_offset=C.LOG_OFFSET, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
-        self.window, self.hop, self.fft_length, self.log_offset = window, hop, fft_length, log_offset
-
-    def call(self, waveform):
-        return log_spectrogram(waveform, window=self.window, hop=self.hop,
-                               fft_length=self.fft_length, log_offset=self.log_offset)
-
-    def compute_output_shape(self, input_shape):
-        frames = None if input_shape[-1] is None else 1 + (input_shape[-1] - self.window) // self.hop
-        return (input_shape[0], self.fft_length // 2 + 1, frames, 1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("dtype", None)
-        config.update(window=self.window, hop=self.hop, fft_length=self.fft_length,
-                      log_offset=self.log_offset)
-        return config
 
 
 def random_gain(waveform, seed, max_change: float = C.VOLUME_MAX_CHANGE):

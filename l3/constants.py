@@ -20,6 +20,15 @@ SPECTROGRAM_BANDS = 257       # "with 257 frequency bands"
 # below the quantisation floor of 16-bit audio (an int16 LSB is 3e-5), so it
 # only ever matters for digital silence. Recorded in WORKSPACE_NOTES.md.
 LOG_OFFSET = 1e-6
+# Not from the paper: front ends other than its linear spectrogram (issue 15;
+# openl3, Cramer et al. ICASSP 2019, found 128- and 256-band log-mel
+# spectrograms transfer better). `linear` is the paper's.
+INPUT_REPRS = ("linear", "mel128", "mel256")
+MEL_BANDS = {"mel128": 128, "mel256": 256}
+# Not from the paper: the zero-padded FFT length of the mel front ends at
+# 48 kHz (openl3's n_dft). With the paper's 512 points (93.75 Hz apart) most
+# of the narrow low mel filters would fall between two bins and be empty.
+MEL_FFT_LENGTH = 2048
 
 # --- Section 2.2, data augmentation -----------------------------------------
 RESIZE_SMALLER_SIDE = 256     # "scaled such that the smallest dimension is 256"

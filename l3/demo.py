@@ -15,6 +15,13 @@ Stages, each reusing what an earlier run left in `work_dir`:
 
 Results go to `work_dir/summary.json` and a table beside the paper's numbers.
 
+`input_repr` ("linear", the paper's and the default; "mel128", "mel256")
+picks the audio front end of the trained preset (`small-mel128`, ...). A
+non-linear run reuses the corpus and shards and writes its own train_<repr>/,
+export_<repr>/, export_untrained_<repr>/, svm_<repr>.json, analysis_<repr>/
+and summary_<repr>.json, so runs of several front ends sit side by side; the
+printed table then adds the transfer numbers of every front end run so far.
+
 Layout of `work_dir`: corpus/ (unless a cache dir is given), tfrecords/
 ({split}-NNNNN-of-NNNNN.tfrecord, summary.json), train/ (checkpoints,
 TensorBoard), export/ and export_untrained/, svm/, analysis/ (figures,
@@ -22,6 +29,7 @@ analysis.json), summary.json.
 """
 
 import dataclasses
+import json
 import os
 import time
 from typing import Dict, Optional
@@ -63,9 +71,16 @@ class DemoConfig:
     num_clusters: int = 20
     analyses: str = "nmi,units,figures,tsne,projector"
     progress: bool = True
+    input_repr: str = "linear"  # audio front end: linear (paper), mel128, mel256
 
     def path(self, *parts) -> str:
         return os.path.join(self.work_dir, *parts)
+
+    def out(self, name: str, input_repr: Optional[str] = None) -> str:
+        """work_dir/name for the linear front end, work_dir/<name>_<repr>[.ext] otherwise."""
+        input_repr = input_repr or self.input_repr
+        base, ext = os.path.splitext(name)
+        return self.path(name if input_repr == "linear" else f"{base}_{input_repr}{ext}")
 
 
 class _Stages:
@@ -116,10 +131,11 @@ def _pattern(config: DemoConfig, split: str) -> str:
 
 
 def _train(config: DemoConfig) -> Dict:
-    from l3 import train  # noqa: PLC0415 (TensorFlow; see the note under the imports)
+    from l3 import presets, train  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     train_config = train.TrainConfig(
         train_pattern=_pattern(config, "train"), eval_pattern=_pattern(config, "val"),
-        model_dir=config.path("train"), preset="small", train_steps=config.train_steps,
+        model_dir=config.out("train"), preset=presets.preset_key("small", config.input_repr),
+        train_steps=config.train_steps,
         global_batch_size=config.batch_size, learning_rate=config.learning_rate,
         strategy="one_device", seed=config.seed, checkpoint_every=250,
         eval_every=500, eval_pairs=256, log_every=50)
@@ -129,20 +145,20 @@ def _train(config: DemoConfig) -> Dict:
 def _export(config: DemoConfig) -> Dict:
     import keras  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     from l3 import export, model, presets  # noqa: PLC0415
-    info = export.export_checkpoint(config.path("train"), config.path("export"))
+    info = export.export_checkpoint(config.out("train"), config.out("export"))
     keras.utils.set_random_seed(config.seed)
     preset = presets.get_preset(info["preset"])
-    export.export_model(model.build_avc_model(preset), preset, config.path("export_untrained"),
+    export.export_model(model.build_avc_model(preset), preset, config.out("export_untrained"),
                         step=0, source="untrained (random initialisation)")
     return info
 
 
 def _avc(config: DemoConfig) -> Dict:
     from l3 import evaluate  # noqa: PLC0415 (TensorFlow; see the note under the imports)
-    result = evaluate.evaluate_avc(_pattern(config, "test"), export_dir=config.path("export"),
+    result = evaluate.evaluate_avc(_pattern(config, "test"), export_dir=config.out("export"),
                                    num_pairs=config.eval_pairs, seed=config.seed)
     untrained = evaluate.evaluate_avc(_pattern(config, "test"),
-                                      export_dir=config.path("export_untrained"),
+                                      export_dir=config.out("export_untrained"),
                                       num_pairs=config.eval_pairs, seed=config.seed)
     result["untrained_accuracy"] = untrained["accuracy"]
     print(f"AVC accuracy on {result.get('num_pairs', config.eval_pairs)} held-out pairs: "
@@ -168,7 +184,7 @@ def _held_out_clips(config: DemoConfig, corpus_info, sample_rate: int):
 def _svm(config: DemoConfig, corpus_info) -> Dict:
     from l3 import export  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     from l3.transfer import protocol, protocol_config  # noqa: PLC0415
-    exported = {name: export.ExportedModel(config.path(name))
+    exported = {name: export.ExportedModel(config.out(name))
                 for name in ("export", "export_untrained")}
     sample_rate = exported["export"].sample_rate
     clips, labels, _ = _held_out_clips(config, corpus_info, sample_rate)
@@ -177,7 +193,7 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
     results = {name: protocol.evaluate_clips(model, clips, labels, folds, sample_rate=sample_rate,
                                              config=svm_config)
                for name, model in exported.items()}
-    fileio.write_json(config.path("svm.json"), results)
+    fileio.write_json(config.out("svm.json"), results)
     trained, untrained = results["export"], results["export_untrained"]
     print(f"linear SVM on held-out audio ({len(clips)} clips, {config.svm_folds} folds): "
           f"trained {trained['mean_accuracy']:.3f}, untrained {untrained['mean_accuracy']:.3f}")
@@ -186,7 +202,7 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
 
 def _analysis(config: DemoConfig) -> Dict:
     from l3.analysis import run  # noqa: PLC0415 (TensorFlow; see the note under the imports)
-    return run.analyze(config.path("export"), _pattern(config, "test"), config.path("analysis"),
+    return run.analyze(config.out("export"), _pattern(config, "test"), config.out("analysis"),
                        analyses=config.analyses, clusters=config.num_clusters,
                        num_items=config.analysis_items, items_per_video=config.items_per_video,
                        seed=config.seed)
@@ -215,6 +231,34 @@ def summary_table(summary: Dict) -> str:
     return "\n".join(lines)
 
 
+FRONT_END_ROWS = (("AVC accuracy (held-out pairs)", "avc_accuracy"),
+                  ("NMI audio, trained", "nmi_audio_trained"),
+                  ("NMI audio, untrained", "nmi_audio_untrained"),
+                  ("linear SVM audio, trained", "svm_accuracy_trained"),
+                  ("linear SVM audio, untrained", "svm_accuracy_untrained"))
+
+
+def front_end_table(summaries: Dict[str, Dict]) -> str:
+    """The audio and AVC numbers of each front end run so far, side by side."""
+    names = list(summaries)
+    lines = [f"{'measure (by audio front end)':34s} " + " ".join(f"{n:>8s}" for n in names),
+             "-" * (35 + 9 * len(names))]
+    for label, key in FRONT_END_ROWS:
+        lines.append(f"{label:34s} " + " ".join(f"{summaries[n][key]:8.3f}" for n in names))
+    return "\n".join(lines)
+
+
+def read_summaries(config: DemoConfig) -> Dict[str, Dict]:
+    """{input_repr: summary} of every front end whose run finished in config.work_dir."""
+    found = {}
+    for input_repr in C.INPUT_REPRS:
+        path = config.out(SUMMARY_JSON, input_repr)
+        if os.path.exists(path):
+            with open(path) as f:
+                found[input_repr] = json.load(f)
+    return found
+
+
 def run_demo(config: DemoConfig) -> Dict:
     """Runs (or resumes) every stage; returns the summary (also written to summary.json)."""
     start = time.time()
@@ -222,7 +266,9 @@ def run_demo(config: DemoConfig) -> Dict:
     stages = _Stages(total=7)
     corpus_info = stages.run("corpus", "generate the synthetic audio-visual corpus", _corpus, config)
     build = stages.run("tfrecords", "decode videos into TFRecord shards", _tfrecords, config, corpus_info)
-    train = stages.run("train", f"AVC training, small preset, {config.train_steps} steps", _train, config)
+    front = "" if config.input_repr == "linear" else f", {config.input_repr} front end"
+    train = stages.run("train", f"AVC training, small preset{front}, {config.train_steps} steps",
+                       _train, config)
     export_info = stages.run("export", "SavedModel encoders (trained and untrained)", _export, config)
     avc = stages.run("avc", "AVC accuracy on held-out videos", _avc, config)
     svm = stages.run("svm", "linear SVM on held-out audio features", _svm, config, corpus_info)
@@ -244,6 +290,8 @@ def run_demo(config: DemoConfig) -> Dict:
                                            "pairs_per_second")},
         "tfrecords": {k: build.get(k) for k in ("videos_seen", "videos_written")},
         "export_step": export_info["step"],
+        "input_repr": config.input_repr,
+        "preset": export_info["preset"],
         "stage_seconds": stages.seconds,
         "seconds": round(time.time() - start, 1),
         "targets": TARGETS,
@@ -255,7 +303,10 @@ def run_demo(config: DemoConfig) -> Dict:
         "nmi_audio": summary["nmi_audio_trained"] >= TARGETS["nmi_ratio"] * summary["nmi_audio_untrained"],
         "svm_audio": summary["svm_accuracy_trained"] > summary["svm_accuracy_untrained"],
     }
-    fileio.write_json(config.path(SUMMARY_JSON), summary)
+    fileio.write_json(config.out(SUMMARY_JSON), summary)
     print("\n" + summary_table(summary))
-    print(f"\nsummary: {config.path(SUMMARY_JSON)}; figures: {config.path('analysis')}")
+    summaries = read_summaries(config)
+    if len(summaries) > 1 or config.input_repr != "linear":
+        print("\n" + front_end_table(summaries))
+    print(f"\nsummary: {config.out(SUMMARY_JSON)}; figures: {config.out('analysis')}")
     return summary

@@ -8,6 +8,9 @@ are reachable by name (`model.get_layer("conv4_2_bn")`):
   `pool{b}` (2x2/2 max-pool for b = 1..3; `pool4` is the global max-pool, the
   512-D embedding).
 
+Only Keras layers and `keras.ops` are used (no TensorFlow import), so the
+networks build, train and load under the TensorFlow, JAX and PyTorch backends.
+
 Shapes for the paper preset:
   vision: image [b, 224, 224, 3] in [0, 1] -> conv4_2 [b, 14, 14, 512] -> [b, 512]
   audio: waveform [b, 48000] -> spectrogram [b, 257, 199, 1]
@@ -20,9 +23,9 @@ from typing import Dict
 import keras
 from keras import layers
 
-from l3 import audio as audio_lib
 from l3 import constants as C
 from l3 import fileio
+from l3 import frontend
 from l3.presets import Preset
 
 VISION = "vision"
@@ -63,15 +66,21 @@ def build_vision_network(preset: Preset, name: str = "vision_network") -> keras.
     return keras.Model(image, _trunk(x, preset), name=name)
 
 
-def build_audio_network(preset: Preset, name: str = "audio_network") -> keras.Model:
+def build_audio_network(preset: Preset, name: str = "audio_network",
+                        frontend_precision: str = "float64", frontend_dft: str = "fft") -> keras.Model:
     """waveform float32 [b, N] at preset.sample_rate -> embedding [b, D].
 
-    The log-spectrogram is the first layer ("spectrogram"):
-    [b, N] -> [b, bands, frames, 1], frequency as height, time as width.
+    The front end (`preset.input_repr`: log-spectrogram or log-mel) is the
+    first layer ("spectrogram"): [b, N] -> [b, bands, frames, 1], frequency
+    as height, time as width. `frontend_precision` "float32" and
+    `frontend_dft` "matmul" are for runtimes without float64 or complex
+    numbers (the ONNX and LiteRT exports); see `l3.frontend`.
     """
     waveform = keras.Input((preset.clip_samples,), name="waveform")
-    x = audio_lib.LogSpectrogram(preset.stft_window, preset.stft_hop, preset.fft_length,
-                                 preset.log_offset, name="spectrogram")(waveform)
+    x = frontend.LogSpectrogram(preset.stft_window, preset.stft_hop, preset.frontend_fft_length,
+                                preset.log_offset, input_repr=preset.input_repr,
+                                sample_rate=preset.sample_rate, precision=frontend_precision,
+                                dft=frontend_dft, name="spectrogram")(waveform)
     return keras.Model(waveform, _trunk(x, preset), name=name)
 
 

@@ -16,10 +16,17 @@ The same four conv+conv+pool blocks, the stride-2 conv1_1, batch norm, global
 max-pool and fusion head are kept, so the architecture family is unchanged.
 The transfer max-pool kernels are chosen, as in the paper, so that conv4_2
 pools to 4x4 (vision) and 4x3 (audio).
+
+Front ends (`input_repr`, issue 15): "linear" is the paper's spectrogram and
+the default of both presets; "mel128" / "mel256" are log-mel spectrograms
+with the same window and hop (`l3.frontend`). A preset with a mel front end
+is named "<preset>-<input_repr>" (`Preset.key`, e.g. "small-mel128"):
+that name is what train_config.json and export.json record, so every tool
+that rebuilds a preset from a name (`get_preset`) gets its front end back.
 """
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 from l3 import constants as C
 
@@ -55,6 +62,19 @@ class Preset:
     bn_momentum: float = 0.99
     clip_seconds: float = C.CLIP_SECONDS
     log_offset: float = C.LOG_OFFSET
+    # Front end (issue 15; not from the paper unless "linear").
+    input_repr: str = "linear"
+    mel_fft_length: int = C.MEL_FFT_LENGTH
+
+    @property
+    def key(self) -> str:
+        """The preset's full name: `name`, or "<name>-<input_repr>" for a mel front end."""
+        return self.name if self.input_repr == "linear" else f"{self.name}-{self.input_repr}"
+
+    @property
+    def frontend_fft_length(self) -> int:
+        """FFT points of the front end (`fft_length`, or `mel_fft_length` for mel)."""
+        return self.fft_length if self.input_repr == "linear" else self.mel_fft_length
 
     @property
     def clip_samples(self) -> int:
@@ -74,7 +94,10 @@ class Preset:
 
     @property
     def spectrogram_bands(self) -> int:
-        return self.fft_length // 2 + 1
+        """Height of the audio network's input image: FFT bins or mel bands."""
+        if self.input_repr == "linear":
+            return self.fft_length // 2 + 1
+        return C.MEL_BANDS[self.input_repr]
 
     @property
     def embedding_dim(self) -> int:
@@ -108,7 +131,8 @@ class Preset:
     def sizes(self) -> dict:
         """The sizes an exported encoder's user needs (goes in export.json)."""
         return {
-            "preset": self.name,
+            "preset": self.key,
+            "input_repr": self.input_repr,
             "sample_rate": self.sample_rate,
             "clip_samples": self.clip_samples,
             "image_size": self.image_size,
@@ -162,14 +186,42 @@ SMALL = Preset(
     learning_rate=1e-3,  # a 100x shorter run; see WORKSPACE_NOTES.md
     weight_decay=C.WEIGHT_DECAY,
     bn_momentum=0.9,
+    mel_fft_length=1024,  # 0.064 s at 16 kHz, as 2048 points are at 48 kHz
 )
 
 PRESETS = {p.name: p for p in (PAPER, SMALL)}
 
 
-def get_preset(name: str) -> Preset:
-    """Returns the preset called `name` ("paper" or "small")."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+def with_input_repr(preset: Preset, input_repr: str) -> Preset:
+    """`preset` with the front end `input_repr` ("linear", "mel128" or "mel256").
+
+    The audio transfer pool is re-chosen so that conv4_2 still pools to 4x3
+    (kernel = stride, sections 3.3): e.g. paper-mel128's conv4_2 is 8x12,
+    pooled 2x4.
+    """
+    if input_repr not in C.INPUT_REPRS:
+        raise ValueError(f"unknown input_repr {input_repr!r}; choose one of {list(C.INPUT_REPRS)}")
+    base = PRESETS[preset.name]
+    if input_repr == "linear":
+        return base
+    mel = dataclasses.replace(base, input_repr=input_repr)
+    h, w, _ = mel.audio_conv4_shape
+    return dataclasses.replace(mel, audio_transfer_pool=(max(1, h // 4), max(1, w // 3)))
+
+
+def preset_key(name: str, input_repr: str = "linear") -> str:
+    """The full preset name for a base preset and a front end: "small", "small-mel128"."""
+    return with_input_repr(get_preset(name), input_repr).key
+
+
+def get_preset(name: str, input_repr: Optional[str] = None) -> Preset:
+    """Returns the preset called `name`: "paper", "small", or one of them with a
+    front-end suffix ("paper-mel128", "small-mel256"); `input_repr`, if given,
+    sets the front end (and must agree with a suffix)."""
+    base, _, suffix = name.partition("-")
+    if base not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}"
+                         f" (optionally with a front end: -{'/-'.join(C.INPUT_REPRS[1:])})")
+    if suffix and input_repr and suffix != input_repr:
+        raise ValueError(f"preset {name!r} has front end {suffix!r}, not {input_repr!r}")
+    return with_input_repr(PRESETS[base], input_repr or suffix or "linear")

@@ -1,10 +1,10 @@
-"""Audio front end: spectrogram vs the numpy reference, gain, decimation."""
+"""Audio: the spectrogram front end (TensorFlow backend) vs the numpy reference, gain, decimation."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from l3 import audio, constants as C, presets
+from l3 import audio, constants as C, frontend, presets
 
 SR = C.SAMPLE_RATE
 
@@ -25,15 +25,15 @@ def _signals():
 
 
 def test_shape_paper():
-    spec = audio.log_spectrogram(tf.zeros([2, SR]))
+    spec = frontend.log_spectrogram(tf.zeros([2, SR]))
     assert spec.shape == (2, C.SPECTROGRAM_BANDS, C.SPECTROGRAM_FRAMES, 1) == (2, 257, 199, 1)
     assert spec.dtype == tf.float32
 
 
 def test_matches_numpy_reference_eager():
     x = _signals()
-    got = audio.log_spectrogram(x).numpy()
-    want = audio.log_spectrogram_numpy(x)
+    got = frontend.log_spectrogram(x).numpy()
+    want = frontend.log_spectrogram_numpy(x)
     assert got.shape == want.shape == (6, 257, 199, 1)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
@@ -41,33 +41,33 @@ def test_matches_numpy_reference_eager():
 
 def test_matches_numpy_reference_in_tf_function_and_tf_data():
     x = _signals()
-    want = audio.log_spectrogram_numpy(x)
-    fn = tf.function(lambda w: audio.log_spectrogram(w))
+    want = frontend.log_spectrogram_numpy(x)
+    fn = tf.function(lambda w: frontend.log_spectrogram(w))
     np.testing.assert_allclose(fn(x).numpy(), want, atol=1e-4, rtol=0)
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(3).map(audio.log_spectrogram)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(3).map(frontend.log_spectrogram)
     got = np.concatenate(list(ds.as_numpy_iterator()))
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
 def test_silence_is_finite_and_equals_log_offset():
-    spec = audio.log_spectrogram(tf.zeros([1, SR])).numpy()
+    spec = frontend.log_spectrogram(tf.zeros([1, SR])).numpy()
     np.testing.assert_allclose(spec, np.log(C.LOG_OFFSET), atol=1e-6)
 
 
 def test_tone_peaks_at_its_band():
     t = np.arange(SR) / SR
     freq = 3000.0
-    spec = audio.log_spectrogram(np.sin(2 * np.pi * freq * t)[None].astype(np.float32)).numpy()
+    spec = frontend.log_spectrogram(np.sin(2 * np.pi * freq * t)[None].astype(np.float32)).numpy()
     peak_band = spec[0, :, :, 0].mean(axis=1).argmax()
     assert peak_band == round(freq / (SR / C.FFT_LENGTH))
 
 
 def test_layer_small_preset_and_config_round_trip():
     p = presets.SMALL
-    layer = audio.LogSpectrogram(p.stft_window, p.stft_hop, p.fft_length, p.log_offset)
+    layer = frontend.LogSpectrogram(p.stft_window, p.stft_hop, p.fft_length, p.log_offset)
     out = layer(tf.zeros([3, p.clip_samples]))
     assert out.shape == (3, 129, 199, 1)
-    clone = audio.LogSpectrogram.from_config(layer.get_config())
+    clone = frontend.LogSpectrogram.from_config(layer.get_config())
     assert (clone.window, clone.hop, clone.fft_length, clone.log_offset) == (160, 80, 256, p.log_offset)
 
 
@@ -75,7 +75,7 @@ def test_layer_stays_float32_under_mixed_precision():
     import keras
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        layer = audio.LogSpectrogram()
+        layer = frontend.LogSpectrogram()
         assert layer(tf.zeros([1, SR])).dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")

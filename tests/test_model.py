@@ -131,3 +131,34 @@ def test_weight_decay_variables_are_kernels_only():
     names = [v.path for v in model.weight_decay_variables(m)]
     assert len(names) == 8 + 8 + 2
     assert all(n.endswith("kernel") for n in names)
+
+
+@pytest.mark.parametrize("name,repr_,spec,conv4,pool,dim,params", [
+    ("paper", "linear", (257, 199, 1), (16, 12, 512), (4, 4), 6144, 4_686_144),
+    ("paper", "mel128", (128, 199, 1), (8, 12, 512), (2, 4), 6144, 4_686_144),
+    ("paper", "mel256", (256, 199, 1), (16, 12, 512), (4, 4), 6144, 4_686_144),
+    ("small", "linear", (129, 199, 1), (8, 12, 64), (2, 4), 768, 73_704),
+    ("small", "mel128", (128, 199, 1), (8, 12, 64), (2, 4), 768, 73_704),
+    ("small", "mel256", (256, 199, 1), (16, 12, 64), (4, 4), 768, 73_704),
+])
+def test_audio_sizes_and_counts_per_front_end(name, repr_, spec, conv4, pool, dim, params):
+    """The front end has no weights: every front end has the same parameters, its own shapes."""
+    p = presets.get_preset(name, repr_)
+    a = model.build_audio_network(p)
+    assert a.get_layer("spectrogram").output.shape[1:] == spec
+    assert a.get_layer("conv4_2_bn").output.shape[1:] == p.audio_conv4_shape == conv4
+    assert p.audio_transfer_pool == pool
+    enc = model.build_encoder(a, p, "audio")
+    assert enc.output["conv4_2_pooled"].shape[1:] == (p.audio_transfer_dim,) == (dim,)
+    assert _trainable(a) == params
+    assert a.count_params() - params == 2 * 2 * sum(p.block_filters)  # BN moving statistics only
+    assert a.get_layer("spectrogram").get_config()["input_repr"] == repr_
+
+
+def test_model_module_is_backend_neutral():
+    """l3/model.py and l3/frontend.py import no TensorFlow (checked under JAX in test_frontend)."""
+    import l3.frontend
+    import l3.model
+    for module in (l3.model, l3.frontend):
+        with open(module.__file__) as f:
+            assert "tensorflow" not in f.read().replace("TensorFlow", "")

@@ -30,3 +30,22 @@ def test_small_preset_keeps_window_in_seconds():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         presets.get_preset("huge")
+
+
+def test_front_end_presets_and_names():
+    mel = presets.get_preset("paper", "mel128")
+    assert mel.key == "paper-mel128" and mel.name == "paper" and mel.input_repr == "mel128"
+    assert presets.get_preset("paper-mel128") == mel
+    assert presets.get_preset("paper-mel128", "mel128") == mel
+    assert presets.get_preset("paper", "linear") is presets.PAPER
+    assert presets.preset_key("small", "mel256") == "small-mel256"
+    assert (mel.stft_window, mel.stft_hop, mel.frontend_fft_length) == (480, 240, 2048)
+    assert (mel.spectrogram_bands, mel.spectrogram_frames) == (128, 199)
+    assert mel.sizes()["preset"] == "paper-mel128" and mel.sizes()["input_repr"] == "mel128"
+    assert presets.PAPER.sizes()["preset"] == "paper" and presets.PAPER.sizes()["input_repr"] == "linear"
+    small = presets.get_preset("small-mel256")
+    assert (small.frontend_fft_length, small.spectrogram_bands) == (1024, 256)
+    with pytest.raises(ValueError, match="input_repr"):
+        presets.get_preset("paper", "mel64")
+    with pytest.raises(ValueError, match="has front end"):
+        presets.get_preset("paper-mel128", "mel256")

@@ -21,7 +21,7 @@ from typing import Dict
 import numpy as np
 import keras
 
-from l3 import audio as _audio  # noqa: F401  (registers LogSpectrogram for .keras loading)
+from l3 import frontend as _frontend  # noqa: F401  (registers LogSpectrogram for .keras loading)
 from l3 import constants as C
 from l3 import export as export_lib
 from l3 import model as model_lib

@@ -7,13 +7,19 @@ encoders, measures AVC accuracy on held-out videos, runs the linear-SVM
 protocol and the NMI / unit analyses (trained vs untrained), and prints a
 summary table beside the paper's numbers. Re-running reuses every finished
 stage's output (corpus, shards, checkpoints).
+
+  l3-demo --work_dir=demo_work --input_repr=mel128
+
+trains a log-mel preset (small-mel128) on the same corpus and shards, in its
+own train_mel128/, export_mel128/, ... folders, and prints its transfer
+numbers beside those of every front end already run in work_dir.
 """
 
 import logging
 
 from absl import app, flags
 
-from l3 import demo
+from l3 import constants, demo
 
 FLAGS = flags.FLAGS
 _D = demo.DemoConfig()
@@ -25,6 +31,8 @@ flags.DEFINE_integer("num_classes", None, "Corpus classes (1-10; default: the co
 flags.DEFINE_integer("workers", _D.workers, "Processes for corpus generation and decoding.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of everything (corpus, training, evaluation pairs).")
 flags.DEFINE_string("analyses", _D.analyses, "Analyses to run (comma list).")
+flags.DEFINE_enum("input_repr", _D.input_repr, list(constants.INPUT_REPRS),
+                  "Audio front end of the trained preset (linear: the paper's spectrogram).")
 
 
 def main(argv):
@@ -34,7 +42,7 @@ def main(argv):
     config = demo.DemoConfig(work_dir=FLAGS.work_dir, corpus_dir=FLAGS.corpus_dir,
                              train_steps=FLAGS.train_steps, batch_size=FLAGS.batch_size,
                              num_classes=FLAGS.num_classes, workers=FLAGS.workers,
-                             seed=FLAGS.seed, analyses=FLAGS.analyses)
+                             seed=FLAGS.seed, analyses=FLAGS.analyses, input_repr=FLAGS.input_repr)
     demo.run_demo(config)
 
 

@@ -1,22 +1,28 @@
 """l3-export: a training checkpoint to SavedModel encoders (and .keras files).
 
   l3-export --model_dir=runs/l3 --output_dir=runs/l3/export
+  l3-export --model_dir=runs/l3 --output_dir=runs/l3/export --formats=savedmodel,keras,onnx,litert
 
 writes `audio_encoder/`, `vision_encoder/`, `avc/` (SavedModels, signature
-`serving_default`), `*.keras` and `export.json` (see l3/export.py).
+`serving_default`), `*.keras`, with --formats also `*.onnx` and `*.tflite`,
+and `export.json` (see l3/export.py).
 """
 
 import logging
 
 from absl import app, flags
 
-from l3 import export, presets
+from l3 import constants, export, presets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory (l3-train --model_dir).")
 flags.DEFINE_string("output_dir", None, "Where to write the export directory.")
 flags.DEFINE_string("checkpoint", None, "A specific checkpoint prefix (default: the latest in model_dir).")
 flags.DEFINE_string("preset", None, "Preset name, if model_dir has no train_config.json.")
+flags.DEFINE_enum("input_repr", None, list(constants.INPUT_REPRS),
+                  "Front end of --preset (default: linear, or the preset name's suffix).")
+flags.DEFINE_list("formats", list(export.DEFAULT_FORMATS),
+                  f"Artifacts to write, any of {','.join(export.FORMATS)}.")
 flags.mark_flags_as_required(["model_dir", "output_dir"])
 
 
@@ -24,11 +30,17 @@ def main(argv):
     del argv
     # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-    preset = presets.get_preset(FLAGS.preset) if FLAGS.preset else None
+    try:
+        formats = export.check_formats(FLAGS.formats)
+        preset = presets.get_preset(FLAGS.preset, FLAGS.input_repr) if FLAGS.preset else None
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    if FLAGS.input_repr and not FLAGS.preset:
+        raise app.UsageError("--input_repr needs --preset (a run's train_config.json names its own)")
     info = export.export_checkpoint(FLAGS.model_dir, FLAGS.output_dir, preset=preset,
-                                    checkpoint=FLAGS.checkpoint)
-    print(f"exported step {info['step']} of {info['source_checkpoint']} ({info['preset']} preset) "
-          f"to {FLAGS.output_dir}")
+                                    checkpoint=FLAGS.checkpoint, formats=formats)
+    print(f"exported step {info['step']} of {info['source_checkpoint']} ({info['preset']} preset, "
+          f"{info['input_repr']} front end) to {FLAGS.output_dir} as {','.join(info['formats'])}")
     for name, sig in info["signatures"].items():
         print(f"  {name:15s} {sig['inputs']} -> {sig['outputs']}")
 

@@ -9,6 +9,7 @@ Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
 (after saving a checkpoint; run the same command to resume).
 """
 
+import dataclasses
 import json
 import logging as std_logging
 import sys
@@ -17,7 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from l3 import distribute, fileio
+from l3 import constants, distribute, fileio, presets
 from l3 import train as train_lib
 
 _D = train_lib.TrainConfig  # defaults live in one place
@@ -26,6 +27,9 @@ flags.DEFINE_string("train_pattern", None, "Glob of training TFRecord shards.", 
 flags.DEFINE_string("eval_pattern", None, "Glob of held-out shards for periodic AVC accuracy.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, train_config.json.", required=True)
 flags.DEFINE_enum("preset", _D.preset, ["paper", "small"], "Model/data preset.")
+flags.DEFINE_enum("input_repr", "linear", list(constants.INPUT_REPRS),
+                  "Audio front end: the paper's linear spectrogram, or 128 / 256 log-mel bands "
+                  "(the run's preset is then recorded as e.g. 'small-mel128').")
 flags.DEFINE_integer("train_steps", None, "Steps to train (default: from --train_pairs).")
 flags.DEFINE_integer("train_pairs", None,
                      "Pairs to train on, rounded up to whole global batches "
@@ -67,6 +71,7 @@ def main(argv):
     config = train_lib.TrainConfig(**{
         field: getattr(FLAGS, field) for field in train_lib.TrainConfig.__dataclass_fields__
         if field in FLAGS})
+    config = dataclasses.replace(config, preset=presets.preset_key(FLAGS.preset, FLAGS.input_repr))
     try:
         summary = train_lib.train(config)
     except train_lib.NonFiniteLossError as e:
