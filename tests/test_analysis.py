@@ -313,3 +313,33 @@ def test_unknown_analysis_is_rejected(stand_in):
     export_dir, pattern, root = stand_in
     with pytest.raises(ValueError, match="unknown analyses"):
         run_lib.analyze(export_dir, pattern, str(root / "x"), analyses="nmi,heatmapz")
+
+
+def test_chance_row_takes_top_items_from_distinct_videos():
+    """Class 0's videos have 40 frames each, the others 2: shuffling *frame* labels
+    makes most top-5 sets class 0 (chance "top5_4" ~1), while the paper's rule
+    (top 5 from 5 distinct videos, video labels shuffled) gives ~0.1."""
+    rng = np.random.default_rng(3)
+    videos, classes, units_ = 60, 12, 32
+    video_labels = np.arange(videos) % classes
+    frames = np.where(video_labels == 0, 40, 2)
+    video_ids = np.repeat([f"v{i}" for i in range(videos)], frames)
+    labels = np.repeat(video_labels, frames)
+    video_acts = rng.normal(size=(videos, units_))
+    acts = np.repeat(video_acts, frames, axis=0) + 1e-3 * rng.normal(size=(len(labels), units_))
+    grouped = units.chance_report(acts, labels, groups=video_ids, repeats=50, seed=1)
+    # Independent reference: each unit's 5 best videos, video labels permuted among videos.
+    top_videos = np.argsort(-video_acts, axis=0)[:5].T  # [D, 5] video indices
+    perm_rng = np.random.default_rng(7)
+    counts = [np.stack([np.bincount(r, minlength=classes)
+                        for r in perm_rng.permutation(video_labels)[top_videos]])
+              for _ in range(400)]
+    ref4 = np.mean([len(set(c.argmax(1)[c.max(1) >= 4])) for c in counts])
+    assert ref4 < 0.5
+    assert abs(grouped["top5_4"] - ref4) < 0.25
+    frame_level = units.chance_report(acts, labels, repeats=20, seed=1)
+    assert frame_level["top5_4"] >= 0.9  # the rule this guards against
+    bad = labels.copy()
+    bad[0] = (bad[0] + 1) % classes  # a video with two labels: no video-level shuffle
+    with pytest.raises(ValueError, match="group"):
+        units.chance_report(acts, bad, groups=video_ids)

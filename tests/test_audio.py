@@ -1,10 +1,11 @@
 """Audio: the spectrogram front end (TensorFlow backend) vs the numpy reference, gain, decimation."""
 
+import librosa
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from l3 import audio, constants as C, frontend, presets
+from l3 import audio, constants as C, frontend, model, presets
 
 SR = C.SAMPLE_RATE
 
@@ -112,3 +113,52 @@ def test_decimate_by_3(freq, passes):
         assert rms < 0.01
     batched = audio.decimate(np.stack([x, x]), 3).numpy()
     np.testing.assert_allclose(batched[1], y, atol=1e-6)
+
+
+def _librosa_log_spectrogram(x: np.ndarray, preset) -> np.ndarray:
+    """log(|librosa.stft| + offset), [n, samples] -> [n, bands, frames] (float64).
+
+    librosa frames are `n_fft` long with the `win_length` window centred in
+    them; our frames start at t * hop with the window at the frame's start
+    (zero padding after it). Padding the signal by (n_fft - win) / 2 on each
+    side makes librosa's frame t cover the same samples; the magnitude does
+    not see where a frame sits in the FFT buffer.
+    """
+    pad = (preset.fft_length - preset.stft_window) // 2
+    out = []
+    for row in np.asarray(x, np.float64):
+        s = librosa.stft(np.pad(row, (pad, pad)), n_fft=preset.fft_length,
+                         hop_length=preset.stft_hop, win_length=preset.stft_window,
+                         window="hann", center=False)  # scipy's periodic Hann
+        out.append(np.log(np.abs(s) + preset.log_offset))
+    return np.stack(out)
+
+
+def _real_signals(sr: int) -> np.ndarray:
+    """Tones, white noise, a speech-like chirp, silence: float32 [6, sr] (one second)."""
+    t = np.arange(sr) / sr
+    rng = np.random.default_rng(11)
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    two_tones = 0.3 * np.sin(2 * np.pi * 1234.5 * t) + 0.2 * np.sin(2 * np.pi * 0.3 * sr * t)
+    noise = 0.3 * rng.standard_normal(sr)
+    # Exponential sweep 150 Hz -> 0.4 sr with a syllable-like envelope and a little noise.
+    f0, f1 = 150.0, 0.4 * sr
+    phase = 2 * np.pi * f0 * (np.power(f1 / f0, t) - 1) / np.log(f1 / f0)
+    envelope = 0.5 * (1 - np.cos(2 * np.pi * 3 * t)) ** 2
+    chirp = 0.6 * envelope * np.sin(phase) + 1e-3 * rng.standard_normal(sr)
+    quantised = np.round(chirp * 32767) / 32768  # as decoded from 16-bit PCM
+    silence = np.zeros(sr)
+    return np.stack([tone, two_tones, noise, chirp, quantised, silence]).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", [presets.PAPER, presets.SMALL], ids=lambda p: p.name)
+def test_model_spectrogram_matches_librosa(preset):
+    """The audio network's own front end (its "spectrogram" layer) against librosa."""
+    layer = model.build_audio_network(preset).get_layer("spectrogram")
+    x = _real_signals(preset.sample_rate)
+    got = np.asarray(layer(x))[..., 0]
+    want = _librosa_log_spectrogram(x, preset)
+    assert got.shape == want.shape == (6, preset.spectrogram_bands, preset.spectrogram_frames)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got[-1], np.log(preset.log_offset), atol=1e-6)  # silence
+    assert got[2].min() > np.log(preset.log_offset) + 1.0  # noise fills every band

@@ -199,13 +199,86 @@ def test_end_to_end_supervised_beats_chance(end_to_end):
 
 
 def test_eval_pairs_are_the_pipelines_fixed_pairs(toy):
+    """kb.pair_dataset gives the pairs l3-eval-avc scores (evaluate.evaluate_avc's options):
+    the same frames, waveforms and labels, whatever the batch size."""
     _, _, test = toy
-    a = kb.pair_dataset(test, SMALL, batch_size=16, seed=0, num_pairs=32)
-    b = pairs.make_dataset(test, SMALL, training=False,
-                           options=pairs.PipelineOptions(batch_size=8, seed=0, num_pairs=32))
-    la = np.concatenate([x[2].numpy() for x in a])
-    lb = np.concatenate([x[2].numpy() for x in b])
-    np.testing.assert_array_equal(la, lb)
+    a = list(kb.pair_dataset(test, SMALL, batch_size=16, seed=0, num_pairs=32))
+    b = list(pairs.make_dataset(test, SMALL, training=False, options=pairs.PipelineOptions(
+        batch_size=8, seed=0, num_pairs=32, include_metadata=True, deterministic=True)))
+    for i in range(3):  # image, waveform, label
+        np.testing.assert_array_equal(np.concatenate([x[i].numpy() for x in a]),
+                                      np.concatenate([x[i].numpy() for x in b]))
+    meta = {k: np.concatenate([x[3][k].numpy() for x in b]) for k in b[0][3]}
+    labels = np.concatenate([x[2].numpy() for x in b])
+    # The contents are real pairs: positives share a video, negatives do not.
+    np.testing.assert_array_equal(meta["frame_video_id"] == meta["audio_video_id"], labels == 1)
+    assert len(set(meta["frame_video_id"].tolist())) >= 4
+    # Another seed gives other pairs (so equality above is not trivial).
+    c = list(kb.pair_dataset(test, SMALL, batch_size=16, seed=1, num_pairs=32))
+    assert not np.array_equal(np.concatenate([x[1].numpy() for x in a]),
+                              np.concatenate([x[1].numpy() for x in c]))
+
+
+def _sgd_step_difference(build, batches, train_fn, weight_decay, lr=0.1):
+    """Weights after one SGD step with and without weight decay, from equal starts.
+
+    Returns (start kernels, {variable path: w(wd) - w(0)}, decayed paths).
+    """
+    m0 = build()
+    m1 = build()
+    m1.set_weights(m0.get_weights())
+    start = {v.path: np.array(v.numpy()) for v in m0.trainable_variables}
+    ds = tf.data.Dataset.from_tensors(batches)
+    train_fn(m0, ds, steps=1, learning_rate=lr, weight_decay=0.0,
+             optimizer=keras.optimizers.SGD(lr))
+    train_fn(m1, ds, steps=1, learning_rate=lr, weight_decay=weight_decay,
+             optimizer=keras.optimizers.SGD(lr))
+    after0 = {v.path: v.numpy() for v in m0.trainable_variables}
+    diff = {v.path: v.numpy() - after0[v.path] for v in m1.trainable_variables}
+    decayed = {v.path for v in model.weight_decay_variables(m1)}
+    return start, diff, decayed
+
+
+def _check_half_wd_sum_squares(start, diff, decayed, wd, lr=0.1):
+    """The decay's gradient is wd * w, i.e. the loss term is 0.5 * wd * sum(w^2)."""
+    assert decayed
+    for path, d in diff.items():
+        want = -lr * wd * start[path] if path in decayed else np.zeros_like(d)
+        np.testing.assert_allclose(d, want, atol=1e-6 + 1e-4 * np.abs(want).max(), err_msg=path)
+
+
+def test_supervised_weight_decay_is_half_wd_sum_of_squares():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (4, 64, 64, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 3], np.int32)
+    wd = 0.5
+    start, diff, decayed = _sgd_step_difference(
+        lambda: supervised.build_classifier(SMALL, "vision", 4), (images, labels),
+        supervised.train_classifier, wd)
+    _check_half_wd_sum_squares(start, diff, decayed, wd)
+    # The term itself, against numpy.
+    m = supervised.build_classifier(SMALL, "audio", 4)
+    ws = model.weight_decay_variables(m)
+    want = 0.5 * wd * sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in ws)
+    np.testing.assert_allclose(float(supervised.weight_decay_loss(ws, wd)), want, rtol=1e-5)
+
+
+def test_fusion_weight_decay_is_half_wd_sum_of_squares():
+    rng = np.random.default_rng(1)
+    batch = (rng.uniform(0, 1, (4, 64, 64, 3)).astype("float32"),
+             rng.normal(0, 0.1, (4, SMALL.clip_samples)).astype("float32"),
+             np.array([0, 1, 0, 1], np.int32))
+
+    def build():
+        avc = model.build_avc_model(SMALL)
+        for name in ("vision_network", "audio_network"):
+            avc.get_layer(name).trainable = False  # as kb.build_pretraining_model: fusion only
+        return avc
+
+    wd = 0.5
+    start, diff, decayed = _sgd_step_difference(build, batch, kb.train_fusion, wd)
+    assert decayed and all("fc" in p for p in decayed)
+    _check_half_wd_sum_squares(start, diff, decayed, wd)
 
 
 @pytest.mark.slow

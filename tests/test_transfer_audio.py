@@ -253,6 +253,56 @@ def test_c_selection_picks_the_grid_value_with_the_best_cv_accuracy():
     assert best == min(c for c in acc if acc[c] == acc[best])  # ties: the smaller C
 
 
+def _clips_needing_a_large_c(seed=6, n=90, k=3, s=2, d=24):
+    """z-scored [n * s, d] features whose class means are swamped along one noisy
+    direction: the near-class-mean classifier of a tiny C is poor, large C is not."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % k
+    means = 0.4 * rng.normal(size=(k, d))
+    u = means[1] - means[0]
+    u /= np.linalg.norm(u)
+    e = rng.normal(size=d)
+    e -= (e @ u) * u
+    v = (u + e / np.linalg.norm(e)) / np.sqrt(2)  # half along a mean difference
+    x = means[labels][:, None] + 6.0 * rng.normal(size=(n, s, 1)) * v + 0.5 * rng.normal(size=(n, s, d))
+    x = x.astype(np.float32)
+    return protocol.fit_zscore(x).apply(x), labels
+
+
+def test_c_selection_extends_a_truncated_grid_until_c_is_interior(caplog):
+    """CV accuracy rises with C up to ~0.1 here: a grid (1e-5, 1e-4) has its best at the
+    top, so the search climbs past it until C is interior."""
+    z, labels = _clips_needing_a_large_c()
+    grid = (1e-5, 1e-4)
+    config = SvmProtocolConfig(c_grid=grid, c_extensions=6)
+    with caplog.at_level("WARNING"):
+        best, acc, stats = protocol.select_c(z, labels, np.arange(len(labels)), num_subclips=2,
+                                             classes=np.arange(3), config=config)
+    assert stats["extensions"][0] == 1e-3 and len(stats["extensions"]) < 6
+    assert set(acc) == set(grid) | set(stats["extensions"])
+    assert stats["fits"] == 3 * len(acc)
+    assert acc[best] == max(acc.values()) and acc[best] > acc[1e-4] + 0.05
+    cs = sorted(acc)
+    # Interior: the largest C tried is no better than the one below it.
+    assert best < cs[-1] and acc[cs[-1]] <= acc[cs[-2]]
+    assert "edge" not in caplog.text
+    # Without extensions the same search stops at the grid's top and says so.
+    with caplog.at_level("WARNING"):
+        best0, acc0, stats0 = protocol.select_c(
+            z, labels, np.arange(len(labels)), num_subclips=2, classes=np.arange(3),
+            config=SvmProtocolConfig(c_grid=grid, c_extensions=0))
+    assert best0 == 1e-4 and set(acc0) == set(grid) and not stats0["extensions"]
+    assert "edge" in caplog.text
+
+
+def test_c_edge_extension_rule():
+    ext = protocol._edge_extension
+    assert ext({1e-4: 0.5, 1e-3: 0.7}, 10.0, 10.0) == 1e-2       # best strictly at the top
+    assert ext({1e-4: 0.7, 1e-3: 0.5}, 10.0, 10.0) == 1e-5       # best strictly at the bottom
+    assert ext({1e-4: 0.7, 1e-3: 0.7, 1e-2: 0.6}, 10.0, 10.0) is None  # a plateau: not truncated
+    assert ext({1e-4: 0.5, 1e-3: 0.7, 1e-2: 0.6}, 10.0, 10.0) is None  # interior
+
+
 # ---------------------------------------------------------------------------
 # In-memory clips (the API the demo uses) with a numpy encoder.
 

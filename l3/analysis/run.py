@@ -160,7 +160,7 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
             section[m] = {net: units.preference_report(p, items.class_names)
                           for net, p in prefs[m].items()}
             section[m]["chance"] = units.chance_report(emb[m]["trained"], items.labels, top_k,
-                                                       seed=seed)
+                                                       seed=seed, groups=items.video_ids)
         results["unit_preference"] = section
         timings["units"] = time.time() - t
 

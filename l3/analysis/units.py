@@ -118,17 +118,33 @@ def preference_report(pref: UnitPreference, class_names: Sequence[str],
 
 def chance_report(activations: np.ndarray, labels: np.ndarray, top_k: int = C.UNIT_TOP_K,
                   thresholds: Sequence[int] = C.UNIT_PREFERENCE_THRESHOLDS, seed: int = 0,
-                  repeats: int = 10) -> Dict[str, float]:
-    """Expected "top{k}_{t}" class counts when the labels are shuffled (mean over `repeats`)."""
+                  repeats: int = 10, groups: Optional[Sequence] = None) -> Dict[str, float]:
+    """Expected "top{k}_{t}" class counts when the labels are shuffled (mean over `repeats`).
+
+    The same ranking rule as `unit_preferences`: with `groups` ([n], e.g.
+    video ids) a unit's top k come from k distinct groups, and the shuffle
+    permutes whole groups' labels (every item of a video keeps sharing one
+    label, as in the real data), so the chance row differs from the trained
+    row only in the label-to-activation link.
+    """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     # Rankings do not depend on the labels: rank once, relabel many times.
-    top = top_items(activations, top_k, seed)
+    top = top_items(activations, top_k, seed, groups)
     dead = np.ptp(np.asarray(activations), axis=0) == 0
     num_classes = int(labels.max()) + 1
+    if groups is not None:
+        _, first, group_ids = np.unique(np.asarray(groups), return_index=True,
+                                        return_inverse=True)
+        group_labels = labels[first]
+        if np.any(group_labels[group_ids] != labels):
+            raise ValueError("chance_report: items of one group have different labels")
     totals = {t: [] for t in thresholds}
     for _ in range(repeats):
-        shuffled = rng.permutation(labels)[top]
+        if groups is None:
+            shuffled = rng.permutation(labels)[top]
+        else:
+            shuffled = rng.permutation(group_labels)[group_ids][top]
         counts = np.stack([np.bincount(row, minlength=num_classes) for row in shuffled])
         pref = UnitPreference(top, counts.argmax(1), counts.max(1), dead)
         for t in thresholds:

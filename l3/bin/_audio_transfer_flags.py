@@ -21,6 +21,9 @@ flags.DEFINE_string("cache_dir", None, "Feature cache directory (keyed by weight
                     "reruns with another C grid skip feature extraction.")
 flags.DEFINE_list("c_grid", [f"{c:g}" for c in _D.c_grid],
                   "SVM C values; chosen by CV inside the training folds (one value: no CV).")
+flags.DEFINE_integer("c_extensions", _D.c_extensions,
+                     "Times C-selection may step one grid ratio past an end of --c_grid while "
+                     "the best C is strictly best there (0: never).")
 flags.DEFINE_integer("inner_folds", _D.inner_folds, "Splits of the C-selection CV.")
 flags.DEFINE_float("tol", _D.tol,
                    "SVM stopping tolerance (relative objective decrease of a Newton step).")
@@ -48,7 +51,8 @@ def encoder():
 def protocol_config() -> SvmProtocolConfig:
     """The `SvmProtocolConfig` of the flags (num_subclips None: the benchmark's default)."""
     return SvmProtocolConfig(
-        c_grid=tuple(float(c) for c in FLAGS.c_grid), inner_folds=FLAGS.inner_folds,
+        c_grid=tuple(float(c) for c in FLAGS.c_grid), c_extensions=FLAGS.c_extensions,
+        inner_folds=FLAGS.inner_folds,
         tol=FLAGS.tol, seed=FLAGS.seed, num_subclips=FLAGS.num_subclips,
         batch_size=FLAGS.batch_size, workers=FLAGS.workers, cache_dir=FLAGS.cache_dir,
         progress=FLAGS.progress, blas_threads=FLAGS.blas_threads)

@@ -238,9 +238,14 @@ def build_pretraining_model(vision_classifier: keras.Model, audio_classifier: ke
 
 
 def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, learning_rate: float,
-                 weight_decay: float, log_every: int = 100) -> List[float]:
-    """Trains `avc`'s trainable (fusion) weights on AVC pair batches; returns mean losses."""
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+                 weight_decay: float, log_every: int = 100,
+                 optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
+    """Trains `avc`'s trainable (fusion) weights on AVC pair batches; returns mean losses.
+
+    Loss: cross-entropy + `supervised.weight_decay_loss` (0.5 * wd * sum(w^2))
+    of the trainable kernels; `optimizer` replaces Adam(learning_rate) when given.
+    """
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
     variables = avc.trainable_variables
     optimizer.build(variables)
     decayed = model_lib.weight_decay_variables(avc)
@@ -251,7 +256,7 @@ def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, lear
             logits = avc({"image": image, "waveform": waveform}, training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 tf.cast(label, tf.int32), logits))
-            total = loss + weight_decay * tf.add_n([tf.reduce_sum(tf.square(v)) for v in decayed])
+            total = loss + supervised.weight_decay_loss(decayed, weight_decay)
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return loss
 
@@ -419,7 +424,7 @@ def protocol(config: BaselineConfig, preset, batch_size: int, learning_rate: flo
                        f"num_pairs={config.num_eval_pairs})): the same fixed pairs for every row"),
         "validation": split,
         "optimizer": f"Adam, learning rate {learning_rate}, L2 weight decay {preset.weight_decay} "
-                     f"on kernels (in the loss)",
+                     f"on kernels (0.5 * wd * sum(w^2), in the loss)",
         "batch_size": batch_size,
         "preset": preset.name,
         "seed": config.seed,

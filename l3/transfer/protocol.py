@@ -16,7 +16,9 @@ Per clip (the paper, following Aytar et al.'s SoundNet set-up):
    a CV split; the criterion is the same clip accuracy as the test. The CV
    reuses the z-score fitted on all training clips (the test clips are never
    seen; re-fitting it per inner split would change little and cost a copy).
-   The C path is solved in increasing C with warm starts.
+   The C path is solved in increasing C with warm starts. When the best C is
+   strictly best at an end of the grid, the search steps beyond that end
+   (up to `c_extensions` times) so that the chosen C is interior.
 5. Clip score = mean of its subclips' decision scores; prediction = argmax;
    accuracy = fraction of test clips predicted right.
 
@@ -91,50 +93,96 @@ def inner_splits(labels: np.ndarray, groups: np.ndarray, n_splits: int,
         return [(tr, va) for tr, va in cv.split(np.zeros(len(labels)), labels, groups)]
 
 
+def _best_c(mean_acc: Dict[float, float]) -> float:
+    """The C of the highest mean accuracy; ties go to the smaller C."""
+    return max(mean_acc, key=lambda c: (mean_acc[c], -c))
+
+
+def _edge_extension(mean_acc: Dict[float, float], up: float, down: float) -> Optional[float]:
+    """The next C to try when the best one is *strictly* best at an end of the searched
+    values (a tie with its neighbour is a plateau, and C is not truncated); else None."""
+    cs = sorted(mean_acc)
+    best = _best_c(mean_acc)
+    if best == cs[-1] and mean_acc[cs[-1]] > mean_acc[cs[-2]]:
+        return float(f"{cs[-1] * up:.12g}")  # 0.01, not 0.010000000000000002
+    if best == cs[0] and mean_acc[cs[0]] > mean_acc[cs[1]]:
+        return float(f"{cs[0] / down:.12g}")
+    return None
+
+
 def select_c(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, num_subclips: int,
              classes: np.ndarray, config: SvmProtocolConfig = SvmProtocolConfig()
              ) -> Tuple[float, Dict[float, float], dict]:
-    """Chooses C from `config.c_grid` by grouped cross-validation on training clips.
+    """Chooses C by grouped cross-validation on training clips, extending the grid at its edges.
+
+    Every C of `config.c_grid` is fitted on every inner split (increasing C,
+    each fit warm-started from the previous one). While the best mean
+    validation accuracy sits strictly at an end of the values tried, the
+    search goes one grid step further that way (the ratio of the grid's two
+    outermost values on that side), warm-started from each split's fit at the
+    old end, at most `config.c_extensions` times; only then, with C still at
+    an edge, a warning is logged.
 
     Args:
       x: float32 [n_clips * num_subclips, P], normalised, clip-major.
       labels, groups: [n_clips].
-      config: `c_grid`, `inner_folds`, `tol` and `seed` are used.
+      config: `c_grid`, `c_extensions`, `inner_folds`, `tol` and `seed` are used.
     Returns:
-      (best C, {C: mean validation clip accuracy}, stats) where ties go to
-      the smaller C and stats = {"fits", "seconds", "hessian_products",
-      "model" (the last inner split's fit at the best C; absent without CV)}.
+      (best C, {C: mean validation clip accuracy} over every C tried, stats)
+      where ties go to the smaller C and stats = {"fits", "seconds",
+      "hessian_products", "extensions" (Cs added beyond the grid), "model"
+      (the last inner split's fit at the best C; absent without CV)}.
     """
     grid = list(config.c_grid)
     if len(grid) == 1:
-        return grid[0], {}, {"fits": 0, "seconds": 0.0, "hessian_products": 0}
-    acc = {c: [] for c in grid}
-    stats = {"fits": 0, "seconds": 0.0, "hessian_products": 0}
+        return grid[0], {}, {"fits": 0, "seconds": 0.0, "hessian_products": 0, "extensions": []}
+    acc: Dict[float, List[float]] = {}
+    stats = {"fits": 0, "seconds": 0.0, "hessian_products": 0, "extensions": []}
     rows = np.arange(len(labels) * num_subclips).reshape(len(labels), num_subclips)
-    models = {}
-    for tr, va in inner_splits(labels, groups, config.inner_folds, config.seed):
-        xtr = x[rows[tr].reshape(-1)]
-        xva = x[rows[va].reshape(-1)]
-        ytr = np.repeat(labels[tr], num_subclips)
-        basis = linear_svm.subspace_for(xtr)  # one preconditioner basis for the whole C path
-        model = None
-        for c in grid:  # increasing C, each fit warm-started from the previous
-            model = linear_svm.fit_ova_svm(xtr, ytr, c, tol=config.tol, classes=classes,
-                                           warm_start=model, basis=basis)
-            models[c] = model
-            pred = classes[np.argmax(clip_scores(model, xva, num_subclips), axis=1)]
-            acc[c].append(float(np.mean(pred == labels[va])))
-            stats["fits"] += 1
-            stats["seconds"] += model.info["seconds"]
-            stats["hessian_products"] += model.info["hessian_products"]
-        del xtr, xva
-    mean_acc = {c: float(np.mean(v)) for c, v in acc.items()}
-    best = max(grid, key=lambda c: (mean_acc[c], -c))
-    if best == grid[-1] and mean_acc[grid[-1]] > mean_acc[grid[-2]]:
-        logging.warning("C-selection chose the largest C of the grid (%g): consider extending it",
-                        best)
-    stats["model"] = models[best]  # a warm start for the final fit
-    return best, mean_acc, stats
+    splits = inner_splits(labels, groups, config.inner_folds, config.seed)
+    fits: List[Dict[float, linear_svm.OvaSVM]] = [{} for _ in splits]  # per split, per C
+    bases: List = [None] * len(splits)
+
+    def evaluate(cs: List[float]) -> None:
+        """Fits each C of `cs` (in order) on every split, each warm-started from the
+        split's fit at the nearest C tried before."""
+        for i, (tr, va) in enumerate(splits):
+            xtr = x[rows[tr].reshape(-1)]
+            xva = x[rows[va].reshape(-1)]
+            ytr = np.repeat(labels[tr], num_subclips)
+            if bases[i] is None:  # one preconditioner basis per split for the whole C path
+                bases[i] = linear_svm.subspace_for(xtr)
+            for c in cs:
+                near = min(fits[i], key=lambda f: abs(np.log(f / c)), default=None)
+                model = linear_svm.fit_ova_svm(
+                    xtr, ytr, c, tol=config.tol, classes=classes, basis=bases[i],
+                    warm_start=None if near is None else fits[i][near])
+                fits[i][c] = model
+                pred = classes[np.argmax(clip_scores(model, xva, num_subclips), axis=1)]
+                acc.setdefault(c, []).append(float(np.mean(pred == labels[va])))
+                stats["fits"] += 1
+                stats["seconds"] += model.info["seconds"]
+                stats["hessian_products"] += model.info["hessian_products"]
+            del xtr, xva
+
+    evaluate(grid)
+    up, down = grid[-1] / grid[-2], grid[1] / grid[0]
+    while True:
+        mean_acc = {c: float(np.mean(v)) for c, v in acc.items()}
+        nxt = _edge_extension(mean_acc, up, down)
+        if nxt is None:
+            break
+        if len(stats["extensions"]) >= config.c_extensions:
+            logging.warning("C-selection chose C = %g at the edge of the %d values tried "
+                            "(%d grid extensions): raise c_extensions or widen c_grid",
+                            _best_c(mean_acc), len(mean_acc), config.c_extensions)
+            break
+        logging.info("C-selection: best C %g at the edge; trying C = %g", _best_c(mean_acc), nxt)
+        stats["extensions"].append(nxt)
+        evaluate([nxt])
+    best = _best_c(mean_acc)
+    stats["model"] = fits[-1][best]  # a warm start for the final fit
+    return best, dict(sorted(mean_acc.items())), stats
 
 
 def train_and_test(train_features: np.ndarray, train_labels: np.ndarray,
@@ -152,9 +200,11 @@ def train_and_test(train_features: np.ndarray, train_labels: np.ndarray,
         each clip its own recording).
       classes: [K] class order of the scores (default: the training labels').
     Returns:
-      {"accuracy", "C", "cv_accuracy" {str(C): acc}, "predictions" [n_test],
-      "scores" float32 [n_test, K], "classes", "fit_seconds", "select_seconds",
-      "hessian_products", "converged", "zscore" (the fitted ZScore)}.
+      {"accuracy", "C", "cv_accuracy" {str(C): acc} (every C tried),
+      "predictions" [n_test], "scores" float32 [n_test, K], "classes",
+      "fit_seconds", "select_seconds", "select_fits", "c_extensions" (Cs
+      tried beyond the grid), "hessian_products", "converged", "zscore"
+      (the fitted ZScore)}.
     """
     start = time.perf_counter()
     num_subclips = train_features.shape[1]
@@ -182,6 +232,7 @@ def train_and_test(train_features: np.ndarray, train_labels: np.ndarray,
         "fit_seconds": time.perf_counter() - start,
         "select_seconds": stats["seconds"],
         "select_fits": stats["fits"],
+        "c_extensions": stats["extensions"],
         "hessian_products": stats["hessian_products"] + model.info["hessian_products"],
         "converged": model.info["converged"],
         "zscore": zscore,
@@ -255,6 +306,7 @@ def summarize(fold_results: List[dict], labels: np.ndarray, *,
         "cv_accuracy": [r["cv_accuracy"] for r in fold_results],
         "fit_seconds": [round(r["fit_seconds"], 3) for r in fold_results],
         "select_fits": [r["select_fits"] for r in fold_results],
+        "c_extensions": [r.get("c_extensions", []) for r in fold_results],
         "hessian_products": [r["hessian_products"] for r in fold_results],
         "all_converged": all(r["converged"] for r in fold_results),
     }

@@ -17,9 +17,14 @@ from l3.transfer.encoders import DEFAULT_BATCH_SIZE, FEATURE, Encoder
 # grid spans ~0.06x to 6x of it. Larger C is nearly hard-margin (16k subclips
 # in 6144-D are close to separable) and costly: on the ESC-50-sized benchmark
 # a cold fit takes 21 / 64 / 262 Hessian products at C = 1e-5 / 1e-4 / 1e-3
-# and over a thousand at 1e-2 (benchmarks/bench_transfer_svm.py). Extend the
-# grid with --c_grid when the chosen C sits at its top.
+# and over a thousand at 1e-2 (benchmarks/bench_transfer_svm.py). Smaller
+# features (the small preset's 768-D) put their optimum higher: the search
+# extends past the grid's edges by itself (DEFAULT_C_EXTENSIONS).
 DEFAULT_C_GRID = (1e-5, 1e-4, 1e-3)
+# When the CV's best C is strictly best at an end of the grid, C-selection
+# steps one grid ratio (10x) further that way, up to this many times, so that
+# the chosen C is interior instead of truncated by the grid (`protocol.select_c`).
+DEFAULT_C_EXTENSIONS = 3
 DEFAULT_INNER_FOLDS = 3
 
 
@@ -30,6 +35,8 @@ class SvmProtocolConfig:
     Attributes:
       c_grid: SVM C values (stored sorted); C is chosen by CV inside the
         training clips; a single value skips that CV.
+      c_extensions: how many times C-selection may step one grid ratio beyond
+        an end of `c_grid` while the best C is strictly best there (0: never).
       inner_folds: splits of the C-selection CV.
       tol: SVM stopping tolerance (relative objective decrease of a Newton step).
       seed: seed of the C-selection CV splits.
@@ -44,6 +51,7 @@ class SvmProtocolConfig:
     """
 
     c_grid: Tuple[float, ...] = DEFAULT_C_GRID
+    c_extensions: int = DEFAULT_C_EXTENSIONS
     inner_folds: int = DEFAULT_INNER_FOLDS
     tol: float = linear_svm.DEFAULT_TOL
     seed: int = 0
@@ -60,6 +68,8 @@ class SvmProtocolConfig:
         if not grid:
             raise ValueError("c_grid needs at least one C value")
         object.__setattr__(self, "c_grid", grid)  # frozen: set once, normalised
+        if self.c_extensions < 0:
+            raise ValueError(f"c_extensions must be >= 0, got {self.c_extensions}")
 
     def with_default_subclips(self, num_subclips: int) -> "SvmProtocolConfig":
         """A copy with `num_subclips` filled in when it is None."""
@@ -97,9 +107,12 @@ def protocol_description(config: SvmProtocolConfig, *, feature_dim: int, encoder
             "method": f"stratified group {config.inner_folds}-fold CV inside the training clips "
                       "(a group is a "
                       "recording), clip accuracy, ties to the smaller C, C path warm-started; "
+                      "while the best C is strictly best at an end of the values tried, one "
+                      f"more grid step that way (at most {config.c_extensions}); "
                       "z-score of the outer training clips reused; final fit on all training "
                       "clips warm-started from the CV fit at the chosen C",
             "grid": list(config.c_grid),
+            "max_extensions": int(config.c_extensions),
             "inner_folds": int(config.inner_folds),
         },
         "clip_score": "mean of the subclip decision scores; prediction = argmax",

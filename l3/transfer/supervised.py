@@ -18,11 +18,13 @@ reproducible.
 
 Optimisation follows the AVC training (section 2.2): Adam, the preset's
 learning rate, L2 weight decay (`preset.weight_decay`) on conv and dense
-kernels added to the loss (the project's convention, see DESIGN.md).
+kernels added to the loss as `0.5 * wd * sum(w^2)` (`weight_decay_loss`; the
+convention of `l3.train`, 2017 TensorFlow's `wd * tf.nn.l2_loss(w)`, whose
+gradient adds `wd * w`).
 """
 
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -188,14 +190,24 @@ def trunk_of(classifier: keras.Model) -> keras.Model:
     raise ValueError(f"{classifier.name} has no vision_network/audio_network layer")
 
 
+def weight_decay_loss(variables, weight_decay: float):
+    """0.5 * weight_decay * sum of squares of `variables` (gradient: weight_decay * w).
+
+    The same term as `l3.train`'s (`wd * tf.nn.l2_loss(w)` summed); float32 scalar.
+    """
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+
+
 def train_classifier(classifier: keras.Model, dataset: tf.data.Dataset, *, steps: int,
                      learning_rate: float, weight_decay: float,
-                     log_every: int = 100) -> List[float]:
-    """Adam on softmax cross-entropy + weight_decay x sum of squared kernels.
+                     log_every: int = 100,
+                     optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
+    """Adam on softmax cross-entropy + `weight_decay_loss` of the conv and dense kernels.
 
+    `optimizer` replaces Adam(learning_rate) when given (tests use plain SGD).
     Returns the mean data loss of each `log_every` steps (at least one entry).
     """
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
     variables = classifier.trainable_variables
     optimizer.build(variables)
     decayed = model_lib.weight_decay_variables(classifier)
@@ -205,8 +217,7 @@ def train_classifier(classifier: keras.Model, dataset: tf.data.Dataset, *, steps
         with tf.GradientTape() as tape:
             logits = classifier(inputs, training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in decayed])
-            total = loss + weight_decay * l2
+            total = loss + weight_decay_loss(decayed, weight_decay)
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return loss
 
