@@ -7,8 +7,10 @@
     # batch correlation table:  --correlation  (K = 1, 4, 16, 64)
 
 For each preset, parallelism (every map and the interleave) and K, in one
-process and interleaved in rounds (so a change of load on a shared machine
-hits both sides alike; medians are reported):
+process and interleaved in short rounds (so a change of load on a shared
+machine hits both sides alike; rates are medians over rounds, ratios the
+median of the per-round ratios; before each timing the process waits until
+the other side's background threads have gone idle):
 
 * **pipeline**: training batches of `make_dataset` with default settings
   (after a warm-up that fills its buffers: the round-robin of open records
@@ -20,9 +22,10 @@ hits both sides alike; medians are reported):
   batched. No reading, parsing, sampling, shuffling or pairing. "bare + host
   jitter" also does the brightness/saturation jitter on the host (the work
   per pair before frames travelled as uint8: the issue's definition);
-* **bytes read per pair**: bytes the process read from files while timing
-  the pipeline (`rchar` of /proc/self/io) / pairs; **bytes a pair uses**:
-  its JPEG plus a 1-s int16 window;
+* **bytes read per pair**: bytes the process read from files (`rchar` of
+  /proc/self/io) while it consumed pipeline batches continuously, after its
+  buffers drained (steady state) / pairs; **bytes a pair uses**: its JPEG
+  plus a 1-s int16 window;
 * **peak RSS**: the largest resident size sampled (every 20 ms) while the
   row ran (the process's, so rows include what earlier rows left).
 
@@ -121,9 +124,25 @@ def _bytes_read() -> int:
         return next(int(l.split()[1]) for l in f if l.startswith("rchar"))
 
 
-def _rate(iterator, batches: int, batch_size: int, skip: int = 2) -> float:
-    """Pairs/s over `batches` batches, after `skip` untimed ones (what the prefetch
-    buffers filled while the other side was timed)."""
+def _wait_idle(seconds: float = 0.25, busy: float = 0.1, limit: float = 20.0) -> None:
+    """Waits until this process uses less than `busy` of a core (the idle side's
+    background threads have filled their buffers), so they do not take CPU from
+    the side timed next."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        before = sum(os.times()[:2])
+        time.sleep(seconds)
+        if sum(os.times()[:2]) - before < busy * seconds:
+            return
+
+
+BYTES_BATCHES = 64  # long against what the buffers hold, so their level hardly matters
+SKIP = 4  # untimed batches first: what the prefetch buffers filled while the other side waited
+
+
+def _rate(iterator, batches: int, batch_size: int, skip: int = SKIP) -> float:
+    """Pairs/s over `batches` batches, after waiting for idle and `skip` untimed ones."""
+    _wait_idle()
     for _ in range(skip):
         next(iterator)
     start = time.perf_counter()
@@ -185,21 +204,27 @@ def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int],
         _rate(bare, 2, batch_size)
         _rate(jittered, 2, batch_size)
         rates = {"pipeline": [], "bare": [], "bare_host_jitter": []}
-        read = pairs_timed = 0
         for _ in range(rounds):
-            before = _bytes_read()
             rates["pipeline"].append(_rate(pipeline, measure_batches, batch_size))
-            read += _bytes_read() - before
-            pairs_timed += (measure_batches + 2) * batch_size
             rates["bare"].append(_rate(bare, measure_batches, batch_size))
             rates["bare_host_jitter"].append(_rate(jittered, measure_batches, batch_size))
+        # Bytes read from files per pair, in steady state: consumed continuously
+        # (the buffers that filled while it waited drained first), then counted
+        # over BYTES_BATCHES (the bare side reads no file).
+        for _ in range(3 * SKIP):
+            next(pipeline)
+        before = _bytes_read()
+        for _ in range(BYTES_BATCHES):
+            next(pipeline)
+        read, pairs_timed = _bytes_read() - before, BYTES_BATCHES * batch_size
         del pipeline, bare, jittered
     med = {key: statistics.median(v) for key, v in rates.items()}
+    # Ratios per round (the two sides timed seconds apart), then their median.
+    ratio = lambda key: statistics.median(p / b for p, b in zip(rates["pipeline"], rates[key]))
     return {"preset": preset.name, "parallel_calls": parallel, "pairs_per_video": k,
             "pairs_per_s": med["pipeline"], "bare_pairs_per_s": med["bare"],
             "bare_host_jitter_pairs_per_s": med["bare_host_jitter"],
-            "ratio": med["pipeline"] / med["bare"],
-            "ratio_to_host_jitter": med["pipeline"] / med["bare_host_jitter"],
+            "ratio": ratio("bare"), "ratio_to_host_jitter": ratio("bare_host_jitter"),
             "bytes_read_per_pair": read / pairs_timed, "bytes_per_pair_used": pair_bytes,
             "read_amplification": read / pairs_timed / pair_bytes, "peak_rss_mb": rss.peak / 2**20,
             "rounds": rates, "load_average": list(os.getloadavg())}
@@ -207,7 +232,7 @@ def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int],
 
 def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str] = ("paper", "small"),
                   parallel_calls: Sequence[int] = (1, 2), pairs_per_video: Sequence[Optional[int]] = (None,),
-                  batch_size: int = 32, num_videos: int = 48, rounds: int = 3, measure_batches: int = 10,
+                  batch_size: int = 32, num_videos: int = 48, rounds: int = 7, measure_batches: int = 8,
                   work_dir: Optional[str] = None) -> dict:
     """Every row (see the module docstring); returns all numbers."""
     work_dir = work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
@@ -323,8 +348,8 @@ def _define_flags():
     flags.DEFINE_list("pairs_per_video", ["default"], "K values to time ('default': the pipeline's).")
     flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
     flags.DEFINE_integer("num_videos", 48, "Synthetic videos to write.")
-    flags.DEFINE_integer("rounds", 3, "Rounds of (pipeline, bare) timings; medians are reported.")
-    flags.DEFINE_integer("measure_batches", 10, "Batches timed per side and round.")
+    flags.DEFINE_integer("rounds", 7, "Rounds of (pipeline, bare) timings; medians are reported.")
+    flags.DEFINE_integer("measure_batches", 8, "Batches timed per side and round.")
     flags.DEFINE_bool("correlation", False, "Print the within-batch same-video table instead.")
     flags.DEFINE_list("correlation_k", ["1", "4", "16", "64"], "K values of the correlation table.")
     flags.DEFINE_integer("correlation_videos", 1024, "Distinct video ids (clones) it reads.")

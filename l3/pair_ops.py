@@ -10,6 +10,7 @@ floor((t - audio_start) * 48000), and the window starting at sample k covers
 import dataclasses
 from typing import Dict, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -289,7 +290,7 @@ class PairSampler:
         source = tf.where(positive, index, donor)
         pcm = tf.gather(videos["pcm"], source)
         waveform = tf.cast(pcm, tf.float32) / 32768.0  # as records.parse_example
-        waveform = audio_lib.decimate(waveform, self.factor)
+        waveform = decimate_blocks(waveform, self.factor)
         cut = self.margin // self.factor
         waveform = waveform[:, cut:cut + self.preset.clip_samples]
         if self.training:
@@ -316,6 +317,34 @@ def _balanced_labels(n, seed) -> tf.Tensor:
     positives = n // 2 + (n % 2) * coin
     rank = tf.argsort(tf.argsort(tf.random.stateless_uniform([n], seeds[0])))
     return tf.cast(rank < positives, tf.int32)
+
+
+def decimate_blocks(waveform, factor: int, block: int = 32) -> tf.Tensor:
+    """`l3.audio.decimate` (the same filter, the same output) computed as one dense
+    convolution over blocks of `factor * block` samples.
+
+    float32 [batch, samples] (samples a multiple of `factor`) -> [batch, samples // factor].
+    A single-channel strided conv1d (`l3.audio.decimate`) runs at ~14 ms a 1-s
+    window on this machine's cores, the small preset's largest cost per pair;
+    as blocks (`block` outputs per step from `factor * block` input channels,
+    ~1.5x the multiply-adds but matrix-shaped) it is ~6x faster.
+    """
+    if factor == 1:
+        return waveform
+    taps = audio_lib._lowpass_taps(factor).astype(np.float32)  # pylint: disable=protected-access
+    length, half, width = len(taps), len(taps) // 2, factor * block
+    samples = waveform.shape[-1]
+    out = samples // factor
+    blocks_per_kernel = -(-(factor * (block - 1) + length) // width)
+    blocks = -(-out // block) + blocks_per_kernel - 1
+    # kernel[w, c, q] = taps[w * width + c - factor * q] (0 outside the filter)
+    w, c, q = np.meshgrid(np.arange(blocks_per_kernel), np.arange(width), np.arange(block), indexing="ij")
+    index = w * width + c - factor * q
+    kernel = np.where((index >= 0) & (index < length), taps[np.clip(index, 0, length - 1)], 0.0)
+    x = tf.pad(waveform, [[0, 0], [half, blocks * width - samples - half]])
+    y = tf.nn.conv1d(tf.reshape(x, [-1, blocks, width]), tf.constant(kernel, tf.float32), stride=1,
+                     padding="VALID")
+    return tf.reshape(y, [tf.shape(waveform)[0], -1])[:, :out]
 
 
 METADATA_KEYS = ("frame_video_id", "audio_video_id", "frame_label", "audio_label",

@@ -513,3 +513,15 @@ def test_benchmark_reports_pipeline_and_bare_rates_bytes_and_memory(tmp_path):
     assert "amplification" in bench_pipeline.format_table(result) and result["machine"]["cpu_count"]
     ids = np.array([[b"a", b"b", b"a", b"c"], [b"a", b"b", b"c", b"d"]])
     assert bench_pipeline.same_video_fraction(ids) == pytest.approx((2 / 4 + 0) / 2)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_block_decimation_equals_the_audio_module_decimation(factor):
+    rng = np.random.default_rng(factor)
+    x = rng.standard_normal((3, 48000 + 2 * 99 * factor // 3 * 3)).astype(np.float32)
+    x = x[:, :x.shape[1] // factor * factor]
+    x[1, :500] = 0.0
+    want = audio_lib.decimate(x, factor).numpy()
+    got = pair_ops.decimate_blocks(tf.constant(x), factor).numpy()
+    assert got.shape == want.shape == (3, x.shape[1] // factor)
+    np.testing.assert_allclose(got, want, atol=1e-6)
