@@ -1,7 +1,7 @@
 """The AVC pair pipeline (`l3.pairs.make_dataset`) against the bare rate of its unavoidable work.
 
     .venv/bin/python benchmarks/bench_pipeline.py --output_json=/tmp/bench_pipeline.json
-    # quick look:  --num_videos=16 --rounds=1 --measure_batches=4 --presets=small
+    # quick look:  --num_videos=16 --rounds=1 --seconds=1 --presets=small
     # real shards: --data_pattern='/data/kinetics_sounds/train-*.tfrecord'
     # several K:   --pairs_per_video=1,4,16
     # batch correlation table:  --correlation  (K = 1, 4, 16, 64)
@@ -10,7 +10,8 @@ For each preset, parallelism (every map and the interleave) and K, in one
 process and interleaved in short rounds (so a change of load on a shared
 machine hits both sides alike; rates are medians over rounds, ratios the
 median of the per-round ratios; before each timing the process waits until
-the other side's background threads have gone idle):
+the other side's background threads have gone idle, and the pipeline first
+runs untimed for 2 s, to take what it buffered meanwhile):
 
 * **pipeline**: training batches of `make_dataset` with default settings
   (after a warm-up that fills its buffers: the round-robin of open records
@@ -42,6 +43,7 @@ Without `--data_pattern` it writes synthetic shards shaped like the builder's:
 ~40 KB, like photos at quality 90), 48 kHz int16 audio: ~2.3 MB a record.
 """
 
+import gc
 import json
 import os
 import statistics
@@ -137,17 +139,13 @@ def _wait_idle(seconds: float = 0.25, busy: float = 0.1, limit: float = 20.0) ->
 
 
 BYTES_BATCHES = 64  # long against what the buffers hold, so their level hardly matters
-SKIP = 4  # untimed batches first: what the prefetch buffers filled while the other side waited
-
-
-def _rate(iterator, batches: int, batch_size: int, skip: int = SKIP) -> float:
-    """Pairs/s over `batches` batches, after waiting for idle and `skip` untimed ones."""
-    _wait_idle()
-    for _ in range(skip):
+PRE_ROLL = 2.0      # seconds of untimed batches before a pipeline window
+def _rate(iterator, seconds: float, batch_size: int) -> float:
+    """Pairs/s of batches taken for about `seconds`."""
+    start, batches = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
         next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
+        batches += 1
     return batches * batch_size / (time.perf_counter() - start)
 
 
@@ -187,37 +185,40 @@ def bare_dataset(jpegs, tracks, preset, batch_size: int, parallel: int, host_jit
 
 
 def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int], batch_size: int,
-                rounds: int, measure_batches: int, contents) -> Dict[str, object]:
+                rounds: int, seconds: float, contents) -> Dict[str, object]:
     """One preset x parallelism x K: pipeline and bare rates interleaved in rounds; medians."""
     jpegs, tracks, pair_bytes = contents
     options = pairs.PipelineOptions(batch_size=batch_size, num_parallel_calls=parallel,
                                     pairs_per_video=pairs_per_video)
     k = pairs.pairs_per_video(options, training=True)
+    bare_sets = {key: bare_dataset(jpegs, tracks, preset, batch_size, parallel, host_jitter=jitter)
+                 for key, jitter in (("bare", False), ("bare_host_jitter", True))}
     with RssPeak() as rss:
         pipeline = iter(pairs.make_dataset(files, preset, training=True, options=options))
-        bare = iter(bare_dataset(jpegs, tracks, preset, batch_size, parallel, host_jitter=False))
-        jittered = iter(bare_dataset(jpegs, tracks, preset, batch_size, parallel, host_jitter=True))
         # Warm-up: fill the round-robin of open records (one record read per pair until full).
         open_pairs = options.open_videos if k > 1 else 0
         for _ in range(3 + -(-open_pairs // batch_size)):
             next(pipeline)
-        _rate(bare, 2, batch_size)
-        _rate(jittered, 2, batch_size)
         rates = {"pipeline": [], "bare": [], "bare_host_jitter": []}
         for _ in range(rounds):
-            rates["pipeline"].append(_rate(pipeline, measure_batches, batch_size))
-            rates["bare"].append(_rate(bare, measure_batches, batch_size))
-            rates["bare_host_jitter"].append(_rate(jittered, measure_batches, batch_size))
-        # Bytes read from files per pair, in steady state: consumed continuously
-        # (the buffers that filled while it waited drained first), then counted
-        # over BYTES_BATCHES (the bare side reads no file).
-        for _ in range(3 * SKIP):
-            next(pipeline)
+            for key, ds in bare_sets.items():  # a fresh iterator each: nothing runs behind
+                _wait_idle()                   # the pipeline's buffers are full: it idles
+                bare = iter(ds)
+                _rate(bare, PRE_ROLL / 4, batch_size)
+                rates[key].append(_rate(bare, seconds, batch_size))
+                del bare
+                gc.collect()
+            # Pre-roll: what the pipeline buffered while it waited is taken first,
+            # so the timed window starts and ends at its running buffer level.
+            _rate(pipeline, PRE_ROLL, batch_size)
+            rates["pipeline"].append(_rate(pipeline, seconds, batch_size))
+        # Bytes read from files per pair, in steady state (right after a timed
+        # window), over BYTES_BATCHES (the bare side reads no file).
         before = _bytes_read()
         for _ in range(BYTES_BATCHES):
             next(pipeline)
         read, pairs_timed = _bytes_read() - before, BYTES_BATCHES * batch_size
-        del pipeline, bare, jittered
+        del pipeline
     med = {key: statistics.median(v) for key, v in rates.items()}
     # Ratios per round (the two sides timed seconds apart), then their median.
     ratio = lambda key: statistics.median(p / b for p, b in zip(rates["pipeline"], rates[key]))
@@ -232,7 +233,7 @@ def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int],
 
 def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str] = ("paper", "small"),
                   parallel_calls: Sequence[int] = (1, 2), pairs_per_video: Sequence[Optional[int]] = (None,),
-                  batch_size: int = 32, num_videos: int = 48, rounds: int = 7, measure_batches: int = 8,
+                  batch_size: int = 32, num_videos: int = 48, rounds: int = 5, seconds: float = 3.0,
                   work_dir: Optional[str] = None) -> dict:
     """Every row (see the module docstring); returns all numbers."""
     work_dir = work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
@@ -248,8 +249,8 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
         for calls in parallel_calls:
             for k in pairs_per_video:
                 row = measure_row(files, presets.get_preset(name), parallel=calls, pairs_per_video=k,
-                                  batch_size=batch_size, rounds=rounds,
-                                  measure_batches=measure_batches, contents=contents)
+                                  batch_size=batch_size, rounds=rounds, seconds=seconds,
+                                  contents=contents)
                 result["rows"].append(row)
                 print(format_row(row), flush=True)
     result["load_average_end"] = list(os.getloadavg())
@@ -348,8 +349,8 @@ def _define_flags():
     flags.DEFINE_list("pairs_per_video", ["default"], "K values to time ('default': the pipeline's).")
     flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
     flags.DEFINE_integer("num_videos", 48, "Synthetic videos to write.")
-    flags.DEFINE_integer("rounds", 7, "Rounds of (pipeline, bare) timings; medians are reported.")
-    flags.DEFINE_integer("measure_batches", 8, "Batches timed per side and round.")
+    flags.DEFINE_integer("rounds", 5, "Rounds of (pipeline, bare) timings; medians are reported.")
+    flags.DEFINE_float("seconds", 3.0, "Seconds timed per side and round.")
     flags.DEFINE_bool("correlation", False, "Print the within-batch same-video table instead.")
     flags.DEFINE_list("correlation_k", ["1", "4", "16", "64"], "K values of the correlation table.")
     flags.DEFINE_integer("correlation_videos", 1024, "Distinct video ids (clones) it reads.")
@@ -380,7 +381,7 @@ def main(argv):
         print(HEADER, flush=True)
         result = run_benchmark(FLAGS.data_pattern, FLAGS.presets, [int(c) for c in FLAGS.parallel_calls],
                                [None if k == "default" else int(k) for k in FLAGS.pairs_per_video],
-                               FLAGS.batch_size, FLAGS.num_videos, FLAGS.rounds, FLAGS.measure_batches,
+                               FLAGS.batch_size, FLAGS.num_videos, FLAGS.rounds, FLAGS.seconds,
                                work_dir)
         print(format_table(result))
     if FLAGS.output_json:

@@ -163,6 +163,16 @@ def test_k_pairs_from_one_record_are_each_aligned_and_independent(shards):
         assert len({k for k, _ in draws}) >= 2 and len({s for _, s in draws}) >= 2
 
 
+def test_evaluation_draws_one_pair_per_record(shards):
+    with pytest.raises(ValueError, match="evaluation draws one pair"):
+        pairs.make_dataset(shards, SMALL, training=False,
+                           options=pairs.PipelineOptions(batch_size=4, pairs_per_video=4))
+    with pytest.raises(ValueError, match="pairs_per_video must be >= 1"):
+        pairs.make_dataset(shards, SMALL, training=True,
+                           options=pairs.PipelineOptions(batch_size=4, pairs_per_video=0))
+    assert pairs.pairs_per_video(pairs.PipelineOptions(), training=True) == pairs.DEFAULT_PAIRS_PER_VIDEO
+
+
 def test_within_batch_same_video_fraction_stays_under_the_bound(tmp_path):
     """The documented bound (WORKSPACE_NOTES.md, "Pairs per record read": under 1 %
     of a batch at the defaults), scaled down: 96 videos, K = 4, batches of 8, 48
@@ -505,7 +515,7 @@ def test_benchmark_reports_pipeline_and_bare_rates_bytes_and_memory(tmp_path):
 
     result = bench_pipeline.run_benchmark(preset_names=("small",), parallel_calls=(1,),
                                           pairs_per_video=(4,), batch_size=4, num_videos=4, rounds=1,
-                                          measure_batches=2, work_dir=str(tmp_path))
+                                          seconds=0.5, work_dir=str(tmp_path))
     (row,) = result["rows"]
     assert row["pairs_per_video"] == 4 and row["pairs_per_s"] > 0 and row["bare_pairs_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["pairs_per_s"] / row["bare_pairs_per_s"])
