@@ -1,51 +1,70 @@
-"""Pairs per second of the AVC pair pipeline (`l3.pairs`) against a plain Python generator.
+"""The AVC pair pipeline (`l3.pairs.make_dataset`) against the bare rate of its unavoidable work.
 
     .venv/bin/python benchmarks/bench_pipeline.py --output_json=/tmp/bench_pipeline.json
-    # quick look:  --num_videos=16 --measure_batches=4 --presets=small
+    # quick look:  --num_videos=16 --rounds=1 --seconds=1 --presets=small
     # real shards: --data_pattern='/data/kinetics_sounds/train-*.tfrecord'
+    # several K:   --pairs_per_video=1,4,16
+    # batch correlation table:  --correlation  (K = 1, 4, 16, 64)
 
-For each preset (paper, small) and each parallelism (1 and 2 parallel calls for
-every map and the interleave), times training batches of `l3.pairs.make_dataset`
-after a warm-up that fills the shuffle buffer, and, in the same run, "the
-obvious alternative": a Python generator that reads the same records, parses
-them with protobuf, keeps a pool of videos, samples pairs with numpy and
-prepares them with PIL (decode, resize, crop, flip, brightness/saturation) and
-scipy (decimation) -- the same work, single-threaded (a generator cannot run
-in parallel without multiprocessing), timed before and after the tf.data rows
-(their mean is the baseline). Prints a table with the ratio and the machine;
-`--output_json` keeps every number; `--checkpoint` also measures the size of a
-saved training iterator.
+For each preset, parallelism (every map and the interleave) and K, in one
+process and interleaved in short rounds (so a change of load on a shared
+machine hits both sides alike; rates are medians over rounds, ratios the
+median of the per-round ratios; before each timing the process waits until
+the other side's background threads have gone idle, and the pipeline first
+runs untimed for 2 s, to take what it buffered meanwhile):
+
+* **pipeline**: training batches of `make_dataset` with default settings
+  (after a warm-up that fills its buffers: the round-robin of open records
+  reads one record per pair until it is full);
+* **bare**: the work no pipeline can avoid, on the same records and
+  parallelism: frames and audio held in memory, per pair the preset's frame
+  op (`PairSampler.load_frame`: decode the crop window, flip; for frames not
+  at `resize_side`, a DCT-scaled decode and a resize) and a 1-s int16 slice,
+  batched. No reading, parsing, sampling, shuffling or pairing. "bare + host
+  jitter" also does the brightness/saturation jitter on the host (the work
+  per pair before frames travelled as uint8: the issue's definition);
+* **bytes read per pair**: bytes the process read from files (`rchar` of
+  /proc/self/io) while it consumed pipeline batches continuously, after its
+  buffers drained (steady state) / pairs; **bytes a pair uses**: its JPEG
+  plus a 1-s int16 window;
+* **peak RSS**: the largest resident size sampled (every 20 ms) while the
+  row ran (the process's, so rows include what earlier rows left).
+
+`--correlation` prints, for K in 1, 4, 16, 64 with each K's default
+shuffle/round-robin settings, the fraction of pairs in a batch that share
+their video with another pair of the batch: per replica (16 pairs) and for a
+global batch of 256 (16 consecutive per-replica batches, as one worker
+feeding 16 replicas takes them), with each K's peak RSS (a subprocess each).
+It reads clones of the records with distinct video ids (1,024 by default:
+the fraction needs many more videos than the buffers hold).
 
 Without `--data_pattern` it writes synthetic shards shaped like the builder's:
 10-s videos, 4 fps JPEG frames 256x340 (with pixel noise so that JPEGs are
-~40 KB, like photos at quality 90), 48 kHz int16 audio: ~2.7 MB a record.
-On a shared machine, numbers move with the load: the load average is recorded.
-
-Expected run time with the defaults: a few minutes on 2 cores.
+~40 KB, like photos at quality 90), 48 kHz int16 audio: ~2.3 MB a record.
 """
 
 import gc
-import io
-import itertools
+import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
-from PIL import Image, ImageEnhance  # noqa: E402
-from scipy import signal  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import audio as audio_lib  # noqa: E402
 from l3 import constants as C  # noqa: E402
 from l3 import fileio  # noqa: E402
-from l3 import pairs, presets  # noqa: E402
+from l3 import image as image_lib  # noqa: E402
+from l3 import pair_ops, pairs, presets, records  # noqa: E402
 
 
 def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.0, fps: float = 4.0,
@@ -57,215 +76,266 @@ def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.
     return corpus.write(directory, num_shards)
 
 
-# --- the obvious alternative --------------------------------------------------------------------
-
-def python_generator_pairs(files: Sequence[str], preset, batch_size: int, seed: int = 0,
-                           pool_size: int = 64) -> Iterator[tuple]:
-    """Infinite batches (image, waveform, label) as numpy, made in plain Python.
-
-    Same sampling rules as `l3.pairs` (a pool of parsed videos stands in for
-    the shuffle buffer), same image and audio operations, done with PIL, numpy
-    and scipy.
-    """
-    rng = np.random.default_rng(seed)
-    taps = audio_lib._lowpass_taps(preset.decimation) if preset.decimation > 1 else None  # pylint: disable=protected-access
-    window = int(round(preset.clip_seconds * C.SAMPLE_RATE))
-
-    def records():
-        while True:
-            for path in rng.permutation(list(files)):
-                for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
-                    yield raw
-
-    def parse(raw):
-        f = tf.train.Example.FromString(raw).features.feature
-        audio = np.frombuffer(f["audio"].bytes_list.value[0], "<i2")
-        times = np.asarray(f["frame_times"].float_list.value, np.float64)
-        start = f["audio_start"].float_list.value[0]
-        pos = np.floor((times - start) * C.SAMPLE_RATE)
-        inside = np.flatnonzero((pos >= 0) & (pos < len(audio)))
-        if len(audio) < window or not len(inside):
-            return None
-        return {"id": f["video_id"].bytes_list.value[0], "frames": f["frames"].bytes_list.value,
-                "audio": audio, "pos": pos, "inside": inside}
-
-    def window_of(video):
-        p = int(video["pos"][rng.choice(video["inside"])])
-        k = rng.integers(max(p - window + 1, 0), min(p, len(video["audio"]) - window) + 1)
-        return video["audio"][k:k + window].astype(np.float32) / 32768.0
-
-    def image_of(video):
-        jpeg = video["frames"][rng.choice(video["inside"])]
-        im = Image.open(io.BytesIO(jpeg)).convert("RGB")
-        scale = preset.resize_side / min(im.size)
-        im = im.resize((max(preset.resize_side, round(im.size[0] * scale)),
-                        max(preset.resize_side, round(im.size[1] * scale))), Image.BILINEAR)
-        s = preset.image_size
-        left, top = rng.integers(0, im.size[0] - s + 1), rng.integers(0, im.size[1] - s + 1)
-        im = im.crop((left, top, left + s, top + s))
-        if rng.random() < 0.5:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        im = ImageEnhance.Color(im).enhance(rng.uniform(*C.SATURATION_RANGE))
-        x = np.asarray(im, np.float32) / 255.0 + rng.uniform(-C.BRIGHTNESS_MAX_DELTA, C.BRIGHTNESS_MAX_DELTA)
-        return np.clip(x, 0.0, 1.0)
-
-    source = records()
-    pool: List[dict] = []
-    while len(pool) < pool_size:
-        video = parse(next(source))
-        if video is not None:
-            pool.append(video)
-    while True:
-        labels = rng.permutation(np.arange(batch_size) < batch_size // 2).astype(np.int32)
-        images, waves = [], []
-        for label in labels:
-            i = rng.integers(len(pool))
-            video = pool[i]
-            audio_video = video
-            while label == 0 and audio_video["id"] == video["id"]:
-                audio_video = pool[rng.integers(len(pool))]
-            images.append(image_of(video))
-            wave = window_of(audio_video)
-            if taps is not None:
-                wave = signal.upfirdn(taps, wave, down=preset.decimation)[len(taps) // 2 // preset.decimation:]
-                wave = wave[:preset.clip_samples]
-            waves.append(wave * rng.uniform(1 - C.VOLUME_MAX_CHANGE, 1 + C.VOLUME_MAX_CHANGE))
-            fresh = parse(next(source))  # each video is used once, then replaced
-            while fresh is None:
-                fresh = parse(next(source))
-            pool[i] = fresh
-        yield np.stack(images), np.stack(waves).astype(np.float32), labels
+def write_clones(files: Sequence[str], directory: str, count: int, num_shards: int = 16) -> List[str]:
+    """`count` records cycling through those of `files`, each with its own video id."""
+    source = [tf.train.Example.FromString(r) for r in
+              tf.data.TFRecordDataset(list(files)).as_numpy_iterator()]
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, f"clones-{s:05d}.tfrecord") for s in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    try:
+        for i in range(count):
+            example = tf.train.Example()
+            example.CopyFrom(source[i % len(source)])
+            example.features.feature[records.VIDEO_ID].bytes_list.value[:] = [f"clone{i:06d}".encode()]
+            writers[i % num_shards].write(example.SerializeToString())
+    finally:
+        for w in writers:
+            w.close()
+    return paths
 
 
 # --- measuring --------------------------------------------------------------------------------
 
-def _time_batches(iterator, warmup: int, batches: int, batch_size: int) -> Dict[str, float]:
-    for _ in range(warmup):
+class RssPeak:
+    """The largest VmRSS (bytes) seen while inside the `with` block, sampled every 20 ms."""
+
+    def __enter__(self):
+        self.peak, self._stop = _rss(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS"))
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("rchar"))
+
+
+def _wait_idle(seconds: float = 0.25, busy: float = 0.1, limit: float = 20.0) -> None:
+    """Waits until this process uses less than `busy` of a core (the idle side's
+    background threads have filled their buffers), so they do not take CPU from
+    the side timed next."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        before = sum(os.times()[:2])
+        time.sleep(seconds)
+        if sum(os.times()[:2]) - before < busy * seconds:
+            return
+
+
+BYTES_BATCHES = 64  # long against what the buffers hold, so their level hardly matters
+PRE_ROLL = 2.0      # seconds of untimed batches before a pipeline window
+def _rate(iterator, seconds: float, batch_size: int) -> float:
+    """Pairs/s of batches taken for about `seconds`."""
+    start, batches = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
         next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    seconds = time.perf_counter() - start
-    return {"pairs_per_s": batches * batch_size / seconds, "seconds": seconds, "batches": batches}
+        batches += 1
+    return batches * batch_size / (time.perf_counter() - start)
 
 
-def _settle(seconds: float = 1.0) -> None:
-    """Collects dropped iterators: until then their prefetch threads keep decoding
-    and slow whatever is timed next (measured: the generator ran 35 % slower)."""
-    gc.collect()
-    time.sleep(seconds)
+def record_contents(files: Sequence[str], limit: int = 24):
+    """(JPEG strings, int16 tracks [videos, samples] cut to the shortest, bytes a pair uses)."""
+    jpegs, tracks = [], []
+    for raw in tf.data.TFRecordDataset(list(files)).take(limit).as_numpy_iterator():
+        f = tf.train.Example.FromString(raw).features.feature
+        jpegs += list(f[records.FRAMES].bytes_list.value)
+        tracks.append(np.frombuffer(f[records.AUDIO].bytes_list.value[0], "<i2"))
+    shortest = min(len(t) for t in tracks)
+    pair_bytes = float(np.mean([len(j) for j in jpegs])) + 2 * C.SAMPLE_RATE * C.CLIP_SECONDS
+    return jpegs, np.stack([t[:shortest] for t in tracks]), pair_bytes
 
 
-def measure_checkpoint(files: Sequence[str], preset, batch_size: int, directory: str) -> Dict[str, float]:
-    """Bytes of `tf.train.Checkpoint(iterator=...)` of a training iterator after a warm-up,
-    deterministic (symbolic checkpoint) and not (explicit: every buffer is saved)."""
-    out = {}
-    for symbolic in (False, True):
-        ds = pairs.make_dataset(files, preset, training=True,
-                                options=pairs.PipelineOptions(
-                                    batch_size=batch_size, deterministic=symbolic))
-        it = iter(ds)
-        for _ in range(3):
-            next(it)
-        time.sleep(2.0)  # let prefetch buffers fill, as in a training run
-        prefix = os.path.join(directory, f"ckpt_{preset.name}_{int(symbolic)}")
-        start = time.perf_counter()
-        try:
-            path = tf.train.Checkpoint(iterator=it).save(prefix)
-        except Exception as e:  # pylint: disable=broad-except
-            out[_CKPT_KIND[symbolic]] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-            continue
-        seconds = time.perf_counter() - start
-        size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)
-                   if f.startswith(os.path.basename(path)))
-        out[_CKPT_KIND[symbolic]] = {"bytes": size, "save_seconds": seconds}
-        del it, ds
-        _settle()
-    return out
+def bare_dataset(jpegs, tracks, preset, batch_size: int, parallel: int, host_jitter: bool):
+    """Batches of the unavoidable per-pair work on in-memory frames and tracks (see the docstring)."""
+    sampler = pair_ops.PairSampler(preset, training=True)
+    window = int(round(preset.clip_seconds * C.SAMPLE_RATE))
+    tracks = tf.constant(tracks)
+    last_start = tracks.shape[1] - window
+
+    def one(i):
+        seeds = tf.random.experimental.stateless_split(tf.stack([i, tf.constant(7, tf.int64)]), 4)
+        j = tf.random.stateless_uniform([], seeds[0], 0, len(jpegs), tf.int64)
+        video = sampler.load_frame({"frame": tf.gather(jpeg_table, j), "image_seed": seeds[1]})
+        image = video["image"]
+        if host_jitter:
+            image = image_lib.color_jitter(image_lib.to_float(image), seeds[2])
+        v = j % tracks.shape[0]
+        start = tf.random.stateless_uniform([], seeds[3], 0, last_start, tf.int64)
+        return image, tf.slice(tracks, tf.stack([v, start]), [1, window])[0]
+
+    jpeg_table = tf.constant(jpegs)
+    ds = tf.data.Dataset.range(1 << 40).map(one, num_parallel_calls=parallel, deterministic=False)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-_CKPT_KIND = {False: "non-deterministic (explicit)", True: "deterministic (symbolic)"}
+def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int], batch_size: int,
+                rounds: int, seconds: float, contents) -> Dict[str, object]:
+    """One preset x parallelism x K: pipeline and bare rates interleaved in rounds; medians."""
+    jpegs, tracks, pair_bytes = contents
+    options = pairs.PipelineOptions(batch_size=batch_size, num_parallel_calls=parallel,
+                                    pairs_per_video=pairs_per_video)
+    k = pairs.pairs_per_video(options, training=True)
+    bare_sets = {key: bare_dataset(jpegs, tracks, preset, batch_size, parallel, host_jitter=jitter)
+                 for key, jitter in (("bare", False), ("bare_host_jitter", True))}
+    with RssPeak() as rss:
+        pipeline = iter(pairs.make_dataset(files, preset, training=True, options=options))
+        # Warm-up: fill the round-robin of open records (one record read per pair until full).
+        open_pairs = options.open_videos if k > 1 else 0
+        for _ in range(3 + -(-open_pairs // batch_size)):
+            next(pipeline)
+        rates = {"pipeline": [], "bare": [], "bare_host_jitter": []}
+        for _ in range(rounds):
+            for key, ds in bare_sets.items():  # a fresh iterator each: nothing runs behind
+                _wait_idle()                   # the pipeline's buffers are full: it idles
+                bare = iter(ds)
+                _rate(bare, PRE_ROLL / 4, batch_size)
+                rates[key].append(_rate(bare, seconds, batch_size))
+                del bare
+                gc.collect()
+            # Pre-roll: what the pipeline buffered while it waited is taken first,
+            # so the timed window starts and ends at its running buffer level.
+            _rate(pipeline, PRE_ROLL, batch_size)
+            rates["pipeline"].append(_rate(pipeline, seconds, batch_size))
+        # Bytes read from files per pair, in steady state (right after a timed
+        # window), over BYTES_BATCHES (the bare side reads no file).
+        before = _bytes_read()
+        for _ in range(BYTES_BATCHES):
+            next(pipeline)
+        read, pairs_timed = _bytes_read() - before, BYTES_BATCHES * batch_size
+        del pipeline
+    med = {key: statistics.median(v) for key, v in rates.items()}
+    # Ratios per round (the two sides timed seconds apart), then their median.
+    ratio = lambda key: statistics.median(p / b for p, b in zip(rates["pipeline"], rates[key]))
+    return {"preset": preset.name, "parallel_calls": parallel, "pairs_per_video": k,
+            "pairs_per_s": med["pipeline"], "bare_pairs_per_s": med["bare"],
+            "bare_host_jitter_pairs_per_s": med["bare_host_jitter"],
+            "ratio": ratio("bare"), "ratio_to_host_jitter": ratio("bare_host_jitter"),
+            "bytes_read_per_pair": read / pairs_timed, "bytes_per_pair_used": pair_bytes,
+            "read_amplification": read / pairs_timed / pair_bytes, "peak_rss_mb": rss.peak / 2**20,
+            "rounds": rates, "load_average": list(os.getloadavg())}
 
 
 def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str] = ("paper", "small"),
-                  parallel_calls: Sequence[int] = (1, 2), batch_size: int = 32, num_videos: int = 48,
-                  warmup_batches: int = 3, measure_batches: int = 10, generator: bool = True,
-                  checkpoint: bool = False, work_dir: Optional[str] = None,
-                  deterministic: Sequence[bool] = (False,)) -> dict:
-    """Runs the whole comparison; returns every number (see the module docstring)."""
+                  parallel_calls: Sequence[int] = (1, 2), pairs_per_video: Sequence[Optional[int]] = (None,),
+                  batch_size: int = 32, num_videos: int = 48, rounds: int = 5, seconds: float = 3.0,
+                  work_dir: Optional[str] = None) -> dict:
+    """Every row (see the module docstring); returns all numbers."""
     work_dir = work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
     result = {"machine": machine_info(), "batch_size": batch_size, "rows": []}
-    if data_pattern:
-        files = pairs.resolve_files(data_pattern)
-    else:
-        start = time.perf_counter()
-        files = write_benchmark_shards(os.path.join(work_dir, "shards"), num_videos)
-        result["shards_written_seconds"] = time.perf_counter() - start
+    files = (pairs.resolve_files(data_pattern) if data_pattern
+             else write_benchmark_shards(os.path.join(work_dir, "shards"), num_videos))
     result["data"] = {"files": len(files), "bytes": sum(os.path.getsize(f) for f in files),
+                      "records": sum(1 for _ in tf.data.TFRecordDataset(files)),
                       "synthetic": not data_pattern}
+    result["data"]["bytes_per_record"] = result["data"]["bytes"] / result["data"]["records"]
+    contents = record_contents(files)
     for name in preset_names:
-        preset = presets.get_preset(name)
-        baseline = None
-        if generator:
-            # Timed before and after the tf.data rows (the mean is the baseline), so a
-            # change of load on a shared machine shows up instead of skewing the ratio.
-            gen = python_generator_pairs(files, preset, batch_size)
-            before = _time_batches(gen, 1, max(2, measure_batches // 2), batch_size)["pairs_per_s"]
-            baseline = before
-        rows = []
-        for calls, det in itertools.product(parallel_calls, deterministic):
-            ds = pairs.make_dataset(files, preset, training=True,
-                                    options=pairs.PipelineOptions(
-                                        batch_size=batch_size, num_parallel_calls=calls, seed=0, deterministic=det))
-            iterator = iter(ds)
-            timing = _time_batches(iterator, warmup_batches, measure_batches, batch_size)
-            del iterator, ds
-            _settle()
-            row = {"preset": name, "parallel_calls": calls, "deterministic": det,
-                   "tf_data_pairs_per_s": timing["pairs_per_s"],
-                   "python_generator_pairs_per_s": baseline,
-                   "ratio": timing["pairs_per_s"] / baseline if baseline else None,
-                   "measure_seconds": timing["seconds"]}
-            rows.append(row)
-            print(_format_row(row), flush=True)
-        if generator:
-            after = _time_batches(gen, 0, max(2, measure_batches // 2), batch_size)["pairs_per_s"]
-            baseline = (before + after) / 2
-            result.setdefault("python_generator", {})[name] = {"before": before, "after": after}
-            for row in rows:
-                row["python_generator_pairs_per_s"] = baseline
-                row["ratio"] = row["tf_data_pairs_per_s"] / baseline
-        result["rows"] += rows
-        if checkpoint:
-            result.setdefault("checkpoint", {})[name] = measure_checkpoint(files, preset, batch_size, work_dir)
-    result["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        for calls in parallel_calls:
+            for k in pairs_per_video:
+                row = measure_row(files, presets.get_preset(name), parallel=calls, pairs_per_video=k,
+                                  batch_size=batch_size, rounds=rounds, seconds=seconds,
+                                  contents=contents)
+                result["rows"].append(row)
+                print(format_row(row), flush=True)
+    result["load_average_end"] = list(os.getloadavg())
     return result
 
 
-def _format_row(row) -> str:
-    gen = row["python_generator_pairs_per_s"]
-    return (f"| {row['preset']:6s} | {row['parallel_calls']:14d} | {str(row['deterministic']):13s} | "
-            f"{row['tf_data_pairs_per_s']:15.1f} | "
-            + (f"{gen:19.1f} | {row['ratio']:5.2f} |" if gen else f"{'-':>19s} | {'-':>5s} |"))
+HEADER = ("| preset | parallel calls | K | pairs/s | bare pairs/s | ratio | bare + host jitter | ratio "
+          "| bytes read / pair | bytes a pair uses | amplification | peak RSS |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def format_row(r) -> str:
+    return (f"| {r['preset']} | {r['parallel_calls']} | {r['pairs_per_video']} | {r['pairs_per_s']:.0f} | "
+            f"{r['bare_pairs_per_s']:.0f} | {r['ratio']:.2f} | {r['bare_host_jitter_pairs_per_s']:.0f} | "
+            f"{r['ratio_to_host_jitter']:.2f} | {r['bytes_read_per_pair'] / 1e3:.0f} KB | "
+            f"{r['bytes_per_pair_used'] / 1e3:.0f} KB | {r['read_amplification']:.2f}x | "
+            f"{r['peak_rss_mb']:.0f} MB |")
 
 
 def format_table(result: dict) -> str:
-    m = result["machine"]
+    m, d = result["machine"], result["data"]
     lines = [f"machine: {m['cpu']}, {m['cores_usable']} usable cores of {m['cpu_count']}, "
              f"{len(m['gpus'])} GPU(s), TF {m['tensorflow']}, load average {m['load_average']} -> "
              f"{result.get('load_average_end')}",
-             f"data: {result['data']['files']} files, {result['data']['bytes'] / 1e6:.0f} MB"
-             f"{' (synthetic)' if result['data']['synthetic'] else ''}; training batches of "
-             f"{result['batch_size']}",
-             "| preset | parallel calls | deterministic | tf.data pairs/s | python generator /s | ratio |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [_format_row(r) for r in result["rows"]]
-    for name, ck in result.get("checkpoint", {}).items():
-        for kind, v in ck.items():
-            size = f"{v['bytes'] / 1e6:.1f} MB in {v['save_seconds']:.2f} s" if isinstance(v, dict) else v
-            lines.append(f"iterator checkpoint ({name}, {kind}): {size}")
-    return "\n".join(lines)
+             f"data: {d['files']} files, {d['records']} records, {d['bytes_per_record'] / 1e6:.2f} MB a "
+             f"record{' (synthetic)' if d['synthetic'] else ''}; training batches of {result['batch_size']}",
+             HEADER]
+    return "\n".join(lines + [format_row(r) for r in result["rows"]])
 
+
+# --- within-batch correlation ----------------------------------------------------------------
+
+def same_video_fraction(video_ids: np.ndarray) -> float:
+    """video_ids [batches, B] -> mean over batches of the fraction of pairs whose video
+    appears at least twice in their batch."""
+    out = []
+    for batch in video_ids:
+        _, inverse, counts = np.unique(batch, return_inverse=True, return_counts=True)
+        out.append(float(np.mean(counts[inverse] > 1)))
+    return float(np.mean(out))
+
+
+def correlation_row(files, preset_name: str, k: int, batches: int, replicas: int = 16,
+                    per_replica: int = 16) -> Dict[str, object]:
+    """Same-video fractions of K's default pipeline (see the module docstring)."""
+    options = pairs.PipelineOptions(batch_size=per_replica, pairs_per_video=k, include_metadata=True)
+    it = iter(pairs.make_dataset(files, presets.get_preset(preset_name), training=True, options=options))
+    open_pairs = options.open_videos if k > 1 else 0
+    for _ in range(-(-open_pairs // per_replica) + 4):  # past the round-robin's filling
+        next(it)
+    ids = np.stack([next(it)[3]["frame_video_id"].numpy() for _ in range(batches * replicas)])
+    return {"pairs_per_video": k, "per_replica_fraction": same_video_fraction(ids),
+            "global_fraction": same_video_fraction(ids.reshape(batches, replicas * per_replica)),
+            "open_videos": options.open_videos if k > 1 else None,
+            "shuffle_pairs": pairs.DEFAULT_SHUFFLE_PAIRS if k == 1 else pairs.DEFAULT_SHUFFLE_DEALT,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
+
+
+def run_correlation(files, preset_name: str, ks: Sequence[int], batches: int) -> List[dict]:
+    """One subprocess per K (its own peak RSS)."""
+    rows = []
+    for k in ks:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--correlation_child={k}",
+                              f"--data_pattern={','.join(files)}", f"--presets={preset_name}",
+                              f"--correlation_batches={batches}"],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(format_correlation(rows[-1]), flush=True)
+    return rows
+
+
+def format_correlation(r) -> str:
+    settings = (f"round-robin of {r['open_videos']} records, " if r["open_videos"] else "") + \
+        f"shuffle {r['shuffle_pairs']} draws"
+    return (f"| {r['pairs_per_video']} | {settings} | {100 * r['per_replica_fraction']:.2f} % | "
+            f"{100 * r['global_fraction']:.2f} % | {r['peak_rss_mb']:.0f} MB |")
+
+
+CORRELATION_HEADER = ("| K | settings (defaults for K) | same-video fraction, batch 16 | "
+                      "global batch 256 | peak RSS |\n| --- | --- | --- | --- | --- |")
 
 FLAGS = flags.FLAGS
 
@@ -276,24 +346,44 @@ def _define_flags():
     flags.DEFINE_string("data_pattern", None, "Builder shards to read (default: write synthetic ones).")
     flags.DEFINE_list("presets", ["paper", "small"], "Presets to measure.")
     flags.DEFINE_list("parallel_calls", ["1", "2"], "num_parallel_calls values.")
+    flags.DEFINE_list("pairs_per_video", ["default"], "K values to time ('default': the pipeline's).")
     flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
     flags.DEFINE_integer("num_videos", 48, "Synthetic videos to write.")
-    flags.DEFINE_integer("warmup_batches", 3, "Batches before timing (fills the shuffle buffer).")
-    flags.DEFINE_integer("measure_batches", 10, "Batches timed.")
-    flags.DEFINE_bool("generator", True, "Also time the Python generator.")
-    flags.DEFINE_bool("checkpoint", False, "Also measure the iterator checkpoint size.")
-    flags.DEFINE_string("work_dir", None, "Where synthetic shards and checkpoints go (default: a temp dir).")
-    flags.DEFINE_list("deterministic", ["false"], "tf.data orders to time (false, true).")
+    flags.DEFINE_integer("rounds", 5, "Rounds of (pipeline, bare) timings; medians are reported.")
+    flags.DEFINE_float("seconds", 3.0, "Seconds timed per side and round.")
+    flags.DEFINE_bool("correlation", False, "Print the within-batch same-video table instead.")
+    flags.DEFINE_list("correlation_k", ["1", "4", "16", "64"], "K values of the correlation table.")
+    flags.DEFINE_integer("correlation_videos", 1024, "Distinct video ids (clones) it reads.")
+    flags.DEFINE_integer("correlation_batches", 20, "Global batches of 256 measured per K.")
+    flags.DEFINE_integer("correlation_child", None, "Internal: measure this K, print JSON.")
+    flags.DEFINE_string("work_dir", None, "Where synthetic shards go (default: a temp dir).")
     flags.DEFINE_string("output_json", None, "Write every number here.")
-    
+
 
 def main(argv):
     del argv
-    result = run_benchmark(FLAGS.data_pattern, FLAGS.presets, [int(c) for c in FLAGS.parallel_calls],
-                           FLAGS.batch_size, FLAGS.num_videos, FLAGS.warmup_batches, FLAGS.measure_batches,
-                           FLAGS.generator, FLAGS.checkpoint, FLAGS.work_dir,
-                           [d.lower() in ("1", "true", "yes") for d in FLAGS.deterministic])
-    print(format_table(result))
+    if FLAGS.correlation_child is not None:
+        files = FLAGS.data_pattern.split(",")
+        print(json.dumps(correlation_row(files, FLAGS.presets[0], FLAGS.correlation_child,
+                                         FLAGS.correlation_batches)))
+        return
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
+    if FLAGS.correlation:
+        files = (pairs.resolve_files(FLAGS.data_pattern) if FLAGS.data_pattern
+                 else write_benchmark_shards(os.path.join(work_dir, "shards"), FLAGS.num_videos))
+        clones = write_clones(files, os.path.join(work_dir, "clones"), FLAGS.correlation_videos)
+        print(f"machine: {machine_info(with_tensorflow=False)}; {FLAGS.correlation_videos} records "
+              f"(clones with distinct ids), {FLAGS.presets[0]} preset")
+        print(CORRELATION_HEADER, flush=True)
+        result = {"machine": machine_info(), "correlation": run_correlation(
+            clones, FLAGS.presets[0], [int(k) for k in FLAGS.correlation_k], FLAGS.correlation_batches)}
+    else:
+        print(HEADER, flush=True)
+        result = run_benchmark(FLAGS.data_pattern, FLAGS.presets, [int(c) for c in FLAGS.parallel_calls],
+                               [None if k == "default" else int(k) for k in FLAGS.pairs_per_video],
+                               FLAGS.batch_size, FLAGS.num_videos, FLAGS.rounds, FLAGS.seconds,
+                               work_dir)
+        print(format_table(result))
     if FLAGS.output_json:
         fileio.write_json(FLAGS.output_json, result)
 

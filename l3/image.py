@@ -4,6 +4,12 @@ Every op takes one image [height, width, 3] and works eagerly and inside
 tf.data. Images come out float32 in [0, 1]. Randomness comes in through an
 explicit stateless seed (int [2]), so a pipeline is reproducible.
 
+Training frames travel to the accelerator as uint8: the host makes the view
+(`train_view`: resize, crop, flip) and the training step finishes it on the
+device (`jitter_batch`: [0, 1] scaling, then brightness and saturation with
+per-image factors drawn as `color_jitter` draws them). `train_image` is the
+same augmentation in one float32 function, the reference.
+
 Jitter ranges (the paper names the augmentations but not their ranges): the
 Inception/slim preprocessing of the time, brightness delta up to 32/255 and
 saturation factor in [0.5, 1.5] (`constants.BRIGHTNESS_MAX_DELTA`,
@@ -79,3 +85,69 @@ def eval_image(image, *, resize_side: int = C.RESIZE_SMALLER_SIDE,
     image = resize_smaller_side(image, resize_side)
     image = center_crop(image, image_size)
     return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def to_uint8(image):
+    """float [h, w, 3] in [0, 1] -> uint8, rounded to the nearest level (an error
+    of at most 1/510); uint8 passes through."""
+    if image.dtype == tf.uint8:
+        return image
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def train_view(image, seed, *, resize_side: int = C.RESIZE_SMALLER_SIDE,
+               image_size: int = C.IMAGE_SIZE):
+    """`train_image` without the jitter, as uint8, with `train_image`'s seeds.
+
+    [h, w, 3] uint8 or float -> uint8 [image_size, image_size, 3]: smaller side
+    to `resize_side`, random crop, random horizontal flip. `jitter_batch` on the
+    device adds what `train_image` adds after that (up to the uint8 rounding
+    of a resized frame, at most 1/510).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    image = resize_smaller_side(image, resize_side)
+    image = random_crop(image, image_size, seeds[0])
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    return tf.ensure_shape(to_uint8(image), [image_size, image_size, 3])
+
+
+def jitter_parameters(batch, seed, brightness: float = C.BRIGHTNESS_MAX_DELTA,
+                      saturation=C.SATURATION_RANGE):
+    """(brightness delta float32 [batch] uniform in [-brightness, brightness),
+    saturation factor float32 [batch] uniform in [saturation[0], saturation[1])):
+    the draws `stateless_random_brightness` and `stateless_random_saturation` make."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    delta = tf.random.stateless_uniform([batch], seeds[0], -brightness, brightness)
+    factor = tf.random.stateless_uniform([batch], seeds[1], saturation[0], saturation[1])
+    return delta, factor
+
+
+def adjust_saturation_batch(images, factor):
+    """`tf.image.adjust_saturation` with one factor per image, in closed form.
+
+    float32 [b, h, w, 3], factor [b] -> [b, h, w, 3]. In HSV, hue and value stay
+    and saturation s becomes min(s * factor, 1): each channel c moves away from
+    (or towards) the value v = max(r, g, b) as v - (v - c) * min(factor, v / (v - min)).
+    Pixels with v <= 0 have saturation 0 in TF's HSV (they become grey at v), as
+    do grey pixels (unchanged).
+    """
+    factor = tf.reshape(tf.cast(factor, images.dtype), [-1, 1, 1, 1])
+    v = tf.reduce_max(images, axis=-1, keepdims=True)
+    spread = v - tf.reduce_min(images, axis=-1, keepdims=True)
+    limit = tf.math.divide_no_nan(v, spread)  # 1 / s
+    scaled = v - (v - images) * tf.minimum(factor, limit)
+    return tf.where(v <= 0.0, tf.broadcast_to(v, tf.shape(images)),
+                    tf.where(spread > 0.0, scaled, images))
+
+
+def jitter_batch(images, seed, brightness: float = C.BRIGHTNESS_MAX_DELTA,
+                 saturation=C.SATURATION_RANGE):
+    """The training step's end of the augmentation, on the device.
+
+    uint8 (or float in [0, 1]) [b, S, S, 3], seed int [2] -> float32 [b, S, S, 3]
+    in [0, 1]: `color_jitter` of every image, each with its own delta and factor.
+    """
+    images = tf.image.convert_image_dtype(images, tf.float32)
+    delta, factor = jitter_parameters(tf.shape(images)[0], seed, brightness, saturation)
+    images = images + tf.reshape(delta, [-1, 1, 1, 1])
+    return tf.clip_by_value(adjust_saturation_batch(images, factor), 0.0, 1.0)

@@ -38,6 +38,11 @@ Choices, and why:
   (checked every step, agreed by all workers) stop the run
   (`NonFiniteLossError`) before anything is saved, so the last checkpoint is
   the last good state.
+* **Frames arrive as uint8** (a quarter of float32's bytes on the host and
+  the copy): the step scales them to [0, 1] and adds the brightness and
+  saturation jitter on the device (`Trainer.device_inputs`,
+  `l3.image.jitter_batch`), seeded by (seed, optimizer step, replica), so a
+  resumed run draws the same jitter. Float images are taken as finished.
 * **Input**: one tf.data pipeline per worker (`l3.distribute.WorkerInput`),
   sharded as `distribute_datasets_from_function` would; its plain iterator is
   checkpointable, the distributed one is not. The price: batches are copied
@@ -64,6 +69,7 @@ from l3 import constants as C
 from l3 import distribute
 from l3 import evaluate as evaluate_lib
 from l3 import fileio
+from l3 import image as image_lib
 from l3 import model as model_lib
 from l3 import pairs
 from l3 import presets as presets_lib
@@ -74,6 +80,7 @@ MIXED_PRECISION = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_f
 # Default length when neither train_steps nor train_pairs is given: the
 # paper's 60M pairs (section 2.2); `small` is a 100x shorter run (presets.py).
 DEFAULT_TRAIN_PAIRS = {"paper": C.TRAIN_PAIRS, "small": C.TRAIN_PAIRS // 100}
+JITTER_STREAM = 0x6A17  # the on-device jitter's seed stream (apart from the pipeline's)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -95,6 +102,8 @@ class TrainConfig:
       mixed_precision: "none", "bf16" or "fp16" (dynamic loss scaling).
       checkpoint_input: checkpoint the input iterator (exact resume); off
         uses the distributed iterator, and a resumed run re-seeds its input.
+      pairs_per_video: training pairs drawn per record read (default:
+        `l3.pairs.DEFAULT_PAIRS_PER_VIDEO`).
     """
 
     train_pattern: str
@@ -121,6 +130,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     eval_seed: int = 0
     log_every: int = 100
+    pairs_per_video: Optional[int] = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed."""
@@ -172,7 +182,8 @@ class Trainer:
     """Model, optimiser and the distributed training step, for one strategy.
 
     `step_fn(batch, stop)` (call inside a tf.function) trains one step on
-    `batch` = (image [b, S, S, 3], waveform [b, N], label [b]) per replica and
+    `batch` = (image [b, S, S, 3] uint8 or float32, waveform [b, N], label
+    [b]) per replica (`device_inputs` finishes uint8 images) and
     returns float32 [5], identical on every worker: [cross-entropy (mean over
     the global batch), L2 term, correct predictions, replicas asking to stop,
     non-finite values in the gradients and BN statistics].
@@ -180,7 +191,7 @@ class Trainer:
 
     def __init__(self, preset, strategy, *, global_batch_size: int, learning_rate: float,
                  weight_decay: float, mixed_precision: str = "none", jit_compile: bool = False,
-                 sync_batch_norm: bool = False):
+                 sync_batch_norm: bool = False, seed: int = 0):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size % replicas:
             raise ValueError(f"global batch {global_batch_size} is not divisible by "
@@ -188,6 +199,7 @@ class Trainer:
         self.preset, self.strategy = preset, strategy
         self.global_batch_size, self.weight_decay = global_batch_size, weight_decay
         self.mixed_precision = mixed_precision
+        self._jitter_seed = tf.constant([seed, JITTER_STREAM], tf.int64)
         with strategy.scope(), dtype_policy(mixed_precision):
             self.model = model_lib.build_avc_model(preset)
             optimizer = keras.optimizers.Adam(learning_rate)
@@ -227,8 +239,25 @@ class Trainer:
             tf.float32))
         return data_loss, l2, correct, grads
 
-    def _replica_step(self, batch, stop):
+    def device_inputs(self, batch):
+        """Per replica, on its device: the pipeline's batch -> (image float32
+        [b, S, S, 3] in [0, 1], waveform, label).
+
+        uint8 images (the training pipeline's) get the [0, 1] scaling and the
+        brightness/saturation jitter here (`l3.image.jitter_batch`), seeded by
+        (seed, optimizer step, replica id); float images pass unchanged.
+        """
         image, waveform, label = batch[:3]
+        if image.dtype == tf.uint8:
+            ctx = tf.distribute.get_replica_context()
+            seed = tf.random.experimental.stateless_fold_in(
+                self._jitter_seed, tf.cast(self.optimizer.iterations, tf.int64))
+            seed = tf.random.experimental.stateless_fold_in(seed, ctx.replica_id_in_sync_group)
+            image = image_lib.jitter_batch(image, seed)
+        return image, waveform, label
+
+    def _replica_step(self, batch, stop):
+        image, waveform, label = self.device_inputs(batch)
         data_loss, l2, correct, grads = self._forward_backward(image, waveform, label)
         # A NaN can hide from the loss (max-pooling drops NaNs) yet reach the
         # weights through the gradients or the BN statistics: count those too.
@@ -294,7 +323,8 @@ def default_dataset_fn(config: TrainConfig, seed: int) -> Callable:
     """input_context -> per-replica training batches from `config.train_pattern`."""
     preset = presets_lib.get_preset(config.preset)
     options = pairs.PipelineOptions(batch_size=config.global_batch_size, seed=seed,
-                                    deterministic=True if config.deterministic else None)
+                                    deterministic=True if config.deterministic else None,
+                                    pairs_per_video=config.pairs_per_video)
 
     def dataset_fn(input_context):
         return pairs.make_dataset(config.train_pattern, preset, training=True, options=options,
@@ -325,7 +355,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     trainer = Trainer(preset, strategy, global_batch_size=config.global_batch_size,
                       learning_rate=config.learning_rate, weight_decay=config.weight_decay,
                       mixed_precision=config.mixed_precision, jit_compile=config.jit_compile,
-                      sync_batch_norm=config.sync_batch_norm)
+                      sync_batch_norm=config.sync_batch_norm, seed=config.seed)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
     # Resume? And can this worker's input position be restored (else re-seed the input)?

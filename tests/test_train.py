@@ -70,6 +70,36 @@ def test_config_defaults_follow_the_preset():
         train.TrainConfig(train_pattern="x", model_dir="m", mixed_precision="fp8").resolved()
 
 
+def test_device_inputs_finish_uint8_frames_on_the_device():
+    """uint8 frames from the pipeline: scaled to [0, 1] and jittered per image in the
+    step (brightness within +-32/255 on a grey frame), with a seed that changes with
+    the optimizer step and the trainer seed; float frames pass unchanged."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    trainer = train.Trainer(SMALL, strategy, global_batch_size=8, learning_rate=1e-3,
+                            weight_decay=1e-5, seed=3)
+    grey = tf.fill([8, 64, 64, 3], tf.constant(128, tf.uint8))
+    batch = (grey, tf.zeros([8, SMALL.clip_samples]), tf.zeros([8], tf.int32))
+
+    def finished():
+        out = strategy.run(tf.function(lambda *b: trainer.device_inputs(b)[0]), args=batch)
+        return strategy.experimental_local_results(out)[0].numpy()
+
+    first = finished()
+    assert first.dtype == np.float32 and 0.0 <= first.min() and first.max() <= 1.0
+    shift = first.mean(axis=(1, 2, 3)) - 128 / 255
+    assert np.abs(shift).max() <= 32 / 255 + 1e-6 and np.std(shift) > 0.01  # one delta per image
+    np.testing.assert_array_equal(finished(), first)  # same step, same jitter
+    trainer.optimizer.iterations.assign(1)
+    assert not np.allclose(finished(), first)
+    other = train.Trainer(SMALL, strategy, global_batch_size=8, learning_rate=1e-3,
+                          weight_decay=1e-5, seed=4)
+    out = strategy.run(tf.function(lambda *b: other.device_inputs(b)[0]), args=batch)
+    assert not np.allclose(strategy.experimental_local_results(out)[0].numpy(), first)
+    floats = (tf.fill([8, 64, 64, 3], 0.25),) + batch[1:]
+    out = strategy.run(tf.function(lambda *b: trainer.device_inputs(b)[0]), args=floats)
+    np.testing.assert_array_equal(strategy.experimental_local_results(out)[0].numpy(), 0.25)
+
+
 def test_trainer_l2_term_and_fitting_one_batch():
     """The L2 term is 0.5 * wd * sum ||kernel||^2; repeated steps on one batch drive the loss down."""
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")

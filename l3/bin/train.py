@@ -58,6 +58,9 @@ flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between held-out evalua
 flags.DEFINE_integer("eval_pairs", _D.eval_pairs, "Held-out pairs per evaluation.")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Batch size for evaluation.")
 flags.DEFINE_integer("log_every", _D.log_every, "Steps between console lines and summaries.")
+flags.DEFINE_integer("pairs_per_video", _D.pairs_per_video,
+                     "Training pairs drawn per record read (default: l3.pairs.DEFAULT_PAIRS_PER_VIDEO, 16; "
+                     "1 = one pair per record read, as before).")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS
