@@ -3,8 +3,8 @@
   l3-train --train_pattern='records/train-*.tfrecord' --eval_pattern='records/val-*.tfrecord' \
       --model_dir=runs/paper --preset=paper
 
-Resumes from the latest checkpoint in --model_dir. Multi-host runs: see
-launch/README.md. The logic lives in `l3.train`; this is only flags.
+Resumes from the latest checkpoint in --model_dir. Multi-host runs and the
+tf.data service (--data_service_address): see launch/README.md. The logic lives in `l3.train`; this is only flags.
 Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
 (after saving a checkpoint; run the same command to resume).
 """
@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from l3 import data_service
 from l3 import distribute
 from l3 import train as train_lib
 
@@ -54,6 +55,15 @@ flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between held-out evalua
 flags.DEFINE_integer("eval_pairs", _D.eval_pairs, "Held-out pairs per evaluation.")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Batch size for evaluation.")
 flags.DEFINE_integer("log_every", _D.log_every, "Steps between console lines and summaries.")
+flags.DEFINE_integer("steps_per_loop", _D.steps_per_loop,
+                     "Training steps per tf.function call; logging, summaries, evaluation, "
+                     "checkpoints and the SIGTERM/NaN checks happen between calls "
+                     f"(default: {train_lib.GPU_STEPS_PER_LOOP} with GPUs, else 1).")
+flags.DEFINE_string("data_service_address", None,
+                    "grpc://host:port of a tf.data service dispatcher (l3-data-service): "
+                    "the training pipeline runs on its input workers; evaluation stays local.")
+flags.DEFINE_float("data_service_timeout_s", _D.data_service_timeout_s,
+                   "Seconds to wait for the dispatcher to answer before giving up.")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS
@@ -72,6 +82,8 @@ def main(argv):
     except train_lib.NonFiniteLossError as e:
         logging.error("%s", e)
         sys.exit(NON_FINITE_EXIT)
+    except data_service.DataServiceError as e:
+        sys.exit(f"l3-train: error: {e}")
     if FLAGS.output_json and summary["is_chief"]:
         with open(FLAGS.output_json, "w") as f:
             json.dump(summary, f, indent=2)
