@@ -15,6 +15,8 @@ batch `--batch_size`, after `--warmup_batches` that fill the shuffle buffer):
 * **transport only**: one finished batch, cached and repeated, in-process and
   through the service: the cost of moving a batch over gRPC alone. Its
   difference, divided by the pairs, is the service's per-pair overhead.
+  The service rows send raw tensors (`l3.data_service.COMPRESSION`, what
+  `l3-train` uses); one more row uses TensorFlow's default ("AUTO").
 
 On one machine the input workers and the reader share the same cores, so the
 service cannot be faster here than in-process input: what this measures is
@@ -95,6 +97,10 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_name: str = "paper"
                 measure(f"transport only, service, {workers} worker(s)",
                         data_service.distribute_dataset(transport(), service.address, job + "-t"),
                         workers)
+                if workers == 1:  # TensorFlow's default compression, for comparison
+                    measure("transport only, service, 1 worker(s), AUTO compression",
+                            data_service.distribute_dataset(transport(), service.address,
+                                                            job + "-auto", compression="AUTO"), 1)
     by_name = {r["input"]: r for r in rows}
     local_t = by_name["transport only, in-process"]["pairs_per_second"]
     svc_t = by_name["transport only, service, 1 worker(s)"]["pairs_per_second"]
@@ -110,11 +116,11 @@ def format_table(report: Dict) -> str:
              f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}), TensorFlow {m['tensorflow']}",
              f"preset {report['preset']}, batch {report['batch_size']}, {report['files']} shards; "
              f"{report['bytes_per_pair'] / 1e3:.0f} KB per pair on the wire (uncompressed)",
-             f"{'input':40s} {'workers':>7s} {'pairs/s':>9s} {'ratio':>6s}"]
+             f"{"input":56s} {'workers':>7s} {'pairs/s':>9s} {'ratio':>6s}"]
     base = report["rows"][0]["pairs_per_second"]
     for r in report["rows"]:
         ratio = r["pairs_per_second"] / base if not r["input"].startswith("transport") else float("nan")
-        lines.append(f"{r['input']:40s} {r['input_workers']:7d} {r['pairs_per_second']:9.1f} "
+        lines.append(f"{r["input"]:56s} {r['input_workers']:7d} {r['pairs_per_second']:9.1f} "
                      f"{ratio:6.2f}")
     lines.append(f"service overhead per pair (transport only, 1 worker): "
                  f"{report['service_overhead_us_per_pair']:.0f} us")

@@ -36,6 +36,10 @@ SERVICE = tf.data.experimental.service
 DEFAULT_DISPATCHER_PORT = 5050
 PROCESSING_MODE = SERVICE.ShardingPolicy.DYNAMIC  # "distributed_epoch": see the module docstring
 CONNECT_TIMEOUT_S = 30.0
+# Not TensorFlow's default ("AUTO", snappy on the worker): decoded float pixels
+# and samples barely compress, and compressing cost 3.5-9x in throughput here
+# (benchmarks/bench_data_service.py, "transport only" rows).
+COMPRESSION = None
 _ADDRESS = re.compile(r"^(?:(?P<protocol>[a-z+]+)://)?(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+):(?P<port>\d+)$")
 
 
@@ -83,11 +87,15 @@ def job_name(model_dir: str, start_step: int) -> str:
     return f"l3-{hashlib.sha256(where.encode()).hexdigest()[:12]}-step{int(start_step)}"
 
 
-def distribute_dataset(dataset: tf.data.Dataset, address: str, job: str) -> tf.data.Dataset:
-    """`dataset`, produced by the service's workers (distributed epoch, shared job `job`)."""
+def distribute_dataset(dataset: tf.data.Dataset, address: str, job: str,
+                       compression: Optional[str] = COMPRESSION) -> tf.data.Dataset:
+    """`dataset`, produced by the service's workers (distributed epoch, shared job `job`).
+
+    `compression`: "AUTO" (TensorFlow's choice) or None (send raw tensors).
+    """
     parse_address(address)
     return dataset.apply(SERVICE.distribute(processing_mode=PROCESSING_MODE, service=address,
-                                            job_name=job))
+                                            job_name=job, compression=compression))
 
 
 def service_dataset_fn(dataset_fn, address: str, job: str):

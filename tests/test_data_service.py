@@ -194,6 +194,25 @@ def test_unreachable_dispatcher_is_a_one_line_error_in_bounded_time(learnable_sh
     assert data_service.parse_address("h:5050") == ("grpc", "h:5050")
 
 
+def test_local_launcher_starts_and_stops_the_service(learnable_shards, tmp_path):
+    logs = tmp_path / "logs"
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "local_multiworker.py"), "--num_workers=1",
+           "--data_service_workers=1", f"--worker_log_dir={logs}", "--threads_per_worker=1", "--",
+           f"--train_pattern={learnable_shards}", f"--model_dir={tmp_path / 'run'}",
+           "--preset=small", "--global_batch_size=8", "--train_steps=3", "--log_every=1"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
+    trainer = (logs / "worker-0.log").read_text()
+    assert proc.returncode == 0, proc.stdout[-2000:] + trainer[-3000:]
+    address = re.search(r"tf.data service at (grpc://localhost:(\d+)) with 1 input worker",
+                        proc.stdout)
+    assert address, proc.stdout
+    assert f"input: tf.data service {address[1]}" in trainer and "step 3/3" in trainer
+    assert "1 worker(s) registered" in (logs / "dispatcher.log").read_text()
+    left = subprocess.run(["pgrep", "-f", f"l3.bin.data_service.*{address[2]}"],
+                          capture_output=True, text=True).stdout.split()
+    assert not left, f"service processes left running: {left}"
+
+
 def test_a_restarted_dispatcher_resumes_from_its_journal(service):
     """Last (it restarts the module's dispatcher): a job read before the restart goes on after it."""
     ds = tf.data.Dataset.range(1 << 40)
