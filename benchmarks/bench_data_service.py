@@ -116,11 +116,11 @@ def format_table(report: Dict) -> str:
              f"{', '.join(f'{x:.1f}' for x in m['load_average'] or [])}), TensorFlow {m['tensorflow']}",
              f"preset {report['preset']}, batch {report['batch_size']}, {report['files']} shards; "
              f"{report['bytes_per_pair'] / 1e3:.0f} KB per pair on the wire (uncompressed)",
-             f"{"input":56s} {'workers':>7s} {'pairs/s':>9s} {'ratio':>6s}"]
+             f"{'input':56s} {'workers':>7s} {'pairs/s':>9s} {'ratio':>6s}"]
     base = report["rows"][0]["pairs_per_second"]
     for r in report["rows"]:
         ratio = r["pairs_per_second"] / base if not r["input"].startswith("transport") else float("nan")
-        lines.append(f"{r["input"]:56s} {r['input_workers']:7d} {r['pairs_per_second']:9.1f} "
+        lines.append(f"{r['input']:56s} {r['input_workers']:7d} {r['pairs_per_second']:9.1f} "
                      f"{ratio:6.2f}")
     lines.append(f"service overhead per pair (transport only, 1 worker): "
                  f"{report['service_overhead_us_per_pair']:.0f} us")
