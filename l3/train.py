@@ -47,6 +47,8 @@ Choices, and why:
   checkpointable, the distributed one is not. The price: batches are copied
   to the accelerators inside the step rather than prefetched there
   (`checkpoint_input=False` restores prefetching and gives up exact resume).
+  With `data_service_address` the same pipeline runs on tf.data service
+  workers instead (`l3.train_input` states what a resume then sees).
 * **Determinism** (`deterministic=True`): op determinism and seeded
   initialisation; with the input iterator checkpointed, a run killed and
   resumed ends with the same weights as an uninterrupted one.
@@ -258,17 +260,19 @@ class Trainer:
     def make_loop_function(self, next_batch: Callable) -> Callable:
         """tf.function(stop, num_steps: int32) -> totals [num_steps, 5], one row per step.
 
-        Runs `num_steps` steps in one call, a `tf.while_loop` over `next_batch()`
-        inside the function (orbit's `steps_per_loop`): one Python dispatch and
-        one host sync per loop instead of per step. Every loop length runs the
-        same graph, so in deterministic mode the weights after a given number
-        of steps do not depend on how the steps were grouped into loops.
+        A `tf.while_loop` over `next_batch()` inside the function (orbit's
+        `steps_per_loop`): one Python dispatch and host sync per loop, not per
+        step. Every loop length runs the same graph, so in deterministic mode
+        the weights do not depend on how the steps were grouped into loops.
         """
         @tf.function
         def loop_function(stop, num_steps):
+            def body(i, rows):
+                return i + 1, rows.write(i, self.step_fn(next_batch(), stop))
+
             rows = tf.TensorArray(tf.float32, size=num_steps, element_shape=[5])
-            for i in tf.range(num_steps):
-                rows = rows.write(i, self.step_fn(next_batch(), stop))
+            # Explicit, not AutoGraph's `for` (which re-reads this file's source).
+            _, rows = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), rows))
             return rows.stack()
         return loop_function
 
