@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 CONSOLE_SCRIPTS = {
     "l3-build-tfrecords": "l3_tfrecords.build",
     "l3-train": "l3.bin.train",
+    "l3-data-service": "l3.bin.data_service",
     "l3-eval-avc": "l3.bin.eval_avc",
     "l3-export": "l3.bin.export",
     "l3-embed": "l3.bin.embed",

@@ -3,6 +3,7 @@
   python benchmarks/bench_train.py --output_json=/tmp/bench_train.json
   python benchmarks/bench_train.py --presets=paper --batch_size=16 --mixed_precision=bf16 \\
       --jit_compile   # one GPU's share of the paper's global batch
+  python benchmarks/bench_train.py --presets=paper --batch_size=16 --steps_per_loop=1,8
 
 Measures the real distributed training step (`l3.train.Trainer`: forward,
 backward, L2, Adam, metric all-reduce) on one device, fed one synthetic batch
@@ -13,6 +14,12 @@ for activations and for weights). The spectrogram, batch norm, ReLU and
 pooling are left out (well under 1 % of the convolutions). The peak is
 measured here, not taken from a data sheet: the best rate of a large square
 `tf.matmul` in the step's compute dtype.
+
+With `--steps_per_loop=1,8` it also times the training loop's own function
+(`Trainer.make_loop_function`, as `l3-train --steps_per_loop` runs it) for
+each loop length over the same number of steps: wall time per step and the
+calling (host) thread's CPU time per step, i.e. what one tf.function call
+and its host sync cost, spread over the steps of a loop.
 
 `run_benchmark(...)` returns the dict that `--output_json` writes.
 """
@@ -43,6 +50,9 @@ flags.DEFINE_enum("mixed_precision", "none", list(train_lib.MIXED_PRECISION), "P
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.")
 flags.DEFINE_integer("matmul_size", None, "Side of the peak-measuring matmul (default: 4096 "
                      "on GPU, 2048 on CPU).")
+flags.DEFINE_list("steps_per_loop", [], "Also time the loop function at these loop lengths "
+                  "(e.g. 1,8), over the same steps (--loop_steps).")
+flags.DEFINE_integer("loop_steps", 8, "Timed steps per loop length (a multiple of each).")
 flags.DEFINE_string("output_json", None, "Write the results here.")
 FLAGS = flags.FLAGS
 
@@ -140,10 +150,38 @@ def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
             "pairs_per_second": batch_size / seconds, "compile_seconds": compile_seconds}
 
 
+def loop_timing(preset, batch_size: int, steps_per_loop: Sequence[int], *, steps: int = 8,
+                mixed_precision: str = "none", jit_compile: bool = False) -> list:
+    """Per loop length: wall and host-thread CPU seconds per step over `steps` timed steps."""
+    strategy = tf.distribute.OneDeviceStrategy(
+        "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
+    rows = []
+    for n in steps_per_loop:
+        if steps % n:
+            raise ValueError(f"--loop_steps={steps} is not a multiple of steps_per_loop {n}")
+        trainer = train_lib.Trainer(preset, strategy, global_batch_size=batch_size,
+                                    learning_rate=preset.learning_rate,
+                                    weight_decay=preset.weight_decay,
+                                    mixed_precision=mixed_precision, jit_compile=jit_compile)
+        with tf.device(strategy.extended.worker_devices[0]):
+            batch = _synthetic_batch(preset, batch_size)
+        loop = trainer.make_loop_function(lambda: batch)
+        stop, length = tf.constant(0.0), tf.constant(n, tf.int32)
+        loop(stop, length).numpy()  # trace, compile, warm up
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(steps // n):
+            loop(stop, length).numpy()  # the training loop syncs once per loop
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        rows.append({"steps_per_loop": n, "steps": steps, "seconds_per_step": wall / steps,
+                     "host_cpu_seconds_per_step": cpu / steps})
+    return rows
+
+
 def run_benchmark(presets: Sequence[str] = ("small", "paper"), *,
                   batch_sizes: Optional[Dict[str, int]] = None, mixed_precision: str = "none",
                   jit_compile: bool = False, steps: Optional[int] = None,
-                  matmul_size: Optional[int] = None) -> Dict:
+                  matmul_size: Optional[int] = None, steps_per_loop: Sequence[int] = (),
+                  loop_steps: int = 8) -> Dict:
     """Measures every preset; returns {"machine", "matmul_peak_gflops", "results": [...]}."""
     peak = matmul_peak(COMPUTE_DTYPE[mixed_precision], matmul_size)
     results = []
@@ -155,8 +193,11 @@ def run_benchmark(presets: Sequence[str] = ("small", "paper"), *,
                                  jit_compile=jit_compile, steps=steps)
         train_gflop = 3 * flops["total"] / 1e9
         achieved = timing["pairs_per_second"] * train_gflop
+        loops = (loop_timing(preset, batch, steps_per_loop, steps=loop_steps,
+                             mixed_precision=mixed_precision, jit_compile=jit_compile)
+                 if steps_per_loop else [])
         results.append({
-            "preset": name, **timing,
+            "preset": name, **timing, "loops": loops,
             "forward_gflop_per_pair": {k: v / 1e9 for k, v in flops.items()},
             "train_gflop_per_pair": train_gflop,
             "achieved_gflops": achieved,
@@ -179,6 +220,14 @@ def format_table(report: Dict) -> str:
         lines.append(f"{r['preset']:8s} {r['batch_size']:5d} {1e3 * r['seconds_per_step']:9.1f} "
                      f"{r['pairs_per_second']:9.1f} {r['train_gflop_per_pair']:10.2f} "
                      f"{r['achieved_gflops']:9.1f} {100 * r['fraction_of_matmul_peak']:7.1f}%")
+    loops = [(r, row) for r in report["results"] for row in r.get("loops", [])]
+    if loops:
+        lines.append(f"{'preset':8s} {'batch':>5s} {'steps/loop':>10s} {'ms/step':>9s} "
+                     f"{'host CPU ms/step':>16s}")
+        for r, row in loops:
+            lines.append(f"{r['preset']:8s} {r['batch_size']:5d} {row['steps_per_loop']:10d} "
+                         f"{1e3 * row['seconds_per_step']:9.1f} "
+                         f"{1e3 * row['host_cpu_seconds_per_step']:16.2f}")
     return "\n".join(lines)
 
 
@@ -187,7 +236,9 @@ def main(argv):
     batch_sizes = {name: FLAGS.batch_size for name in FLAGS.presets} if FLAGS.batch_size else None
     report = run_benchmark(FLAGS.presets, batch_sizes=batch_sizes,
                            mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
-                           steps=FLAGS.steps, matmul_size=FLAGS.matmul_size)
+                           steps=FLAGS.steps, matmul_size=FLAGS.matmul_size,
+                           steps_per_loop=[int(n) for n in FLAGS.steps_per_loop],
+                           loop_steps=FLAGS.loop_steps)
     print(format_table(report))
     if FLAGS.output_json:
         fileio.write_json(FLAGS.output_json, report)

@@ -9,6 +9,10 @@ MultiWorkerMirroredStrategy:
                     loss = sum(cross-entropy) / global batch + L2 / replicas
                     gradients all-reduced (summed) by the optimiser; Adam
 
+`steps_per_loop` such steps run in one tf.function call (a while loop over
+the iterator inside the function); the host logs, evaluates, checkpoints and
+checks SIGTERM and NaN between calls.
+
 Choices, and why:
 
 * **Weight decay** is an L2 term in the loss, `0.5 * wd * sum ||w||^2` over
@@ -48,12 +52,13 @@ Choices, and why:
   checkpointable, the distributed one is not. The price: batches are copied
   to the accelerators inside the step rather than prefetched there
   (`checkpoint_input=False` restores prefetching and gives up exact resume).
+  With `data_service_address` the same pipeline runs on tf.data service
+  workers instead (`l3.train_input` states what a resume then sees).
 * **Determinism** (`deterministic=True`): op determinism and seeded
   initialisation; with the input iterator checkpointed, a run killed and
   resumed ends with the same weights as an uninterrupted one.
 """
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -66,21 +71,29 @@ import keras
 import tensorflow as tf
 
 from l3 import constants as C
+from l3 import data_service
 from l3 import distribute
 from l3 import evaluate as evaluate_lib
 from l3 import fileio
 from l3 import image as image_lib
 from l3 import model as model_lib
-from l3 import pairs
+from l3 import precision
 from l3 import presets as presets_lib
-from l3.train_utils import Progress, SigtermFlag, format_duration, scalar_summary
+from l3 import train_input
+from l3.precision import MIXED_PRECISION
+from l3.train_utils import (Progress, SigtermFlag, format_duration, loop_length,
+                            scalar_summary)
 
 CONFIG_JSON = "train_config.json"
-MIXED_PRECISION = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Default length when neither train_steps nor train_pairs is given: the
 # paper's 60M pairs (section 2.2); `small` is a 100x shorter run (presets.py).
 DEFAULT_TRAIN_PAIRS = {"paper": C.TRAIN_PAIRS, "small": C.TRAIN_PAIRS // 100}
 JITTER_STREAM = 0x6A17  # the on-device jitter's seed stream (apart from the pipeline's)
+# Not from the paper: steps per tf.function call on GPUs. A paper step (16 pairs
+# per GPU) is ~1-2 ms of math on a current GPU, comparable to one call's
+# dispatch and host sync; 8 steps a call amortise those to a few percent while
+# SIGTERM and NaN checks still come within ~8 steps (README "Running at scale").
+GPU_STEPS_PER_LOOP = 8
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -104,6 +117,13 @@ class TrainConfig:
         uses the distributed iterator, and a resumed run re-seeds its input.
       pairs_per_video: training pairs drawn per record read (default:
         `l3.pairs.DEFAULT_PAIRS_PER_VIDEO`).
+      data_service_address: "grpc://host:port" of a tf.data service
+        dispatcher: the training pipeline runs on its input workers
+        (`l3.train_input`; resume semantics there). Evaluation stays local.
+      data_service_timeout_s: how long to wait for the dispatcher to answer.
+      steps_per_loop: steps per `tf.function` call (`Trainer.make_loop_function`);
+        logging, summaries, evaluation, checkpoints and the SIGTERM and NaN
+        checks happen between loops. None: GPU_STEPS_PER_LOOP with GPUs, else 1.
     """
 
     train_pattern: str
@@ -131,6 +151,9 @@ class TrainConfig:
     eval_seed: int = 0
     log_every: int = 100
     pairs_per_video: Optional[int] = None
+    steps_per_loop: Optional[int] = None
+    data_service_address: Optional[str] = None
+    data_service_timeout_s: float = 30.0
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed."""
@@ -138,6 +161,10 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, "
                              f"got {self.mixed_precision!r}")
+        if self.steps_per_loop is not None and self.steps_per_loop < 1:
+            raise ValueError(f"steps_per_loop must be >= 1, got {self.steps_per_loop}")
+        if self.data_service_address:
+            data_service.parse_address(self.data_service_address)
         batch = self.global_batch_size or preset.global_batch_size
         steps = self.train_steps
         if steps is None:
@@ -147,35 +174,6 @@ class TrainConfig:
             self, global_batch_size=batch, train_steps=int(steps),
             learning_rate=preset.learning_rate if self.learning_rate is None else self.learning_rate,
             weight_decay=preset.weight_decay if self.weight_decay is None else self.weight_decay)
-
-
-@contextlib.contextmanager
-def dtype_policy(mixed_precision: str):
-    """Sets Keras' global dtype policy for building a model, then restores it."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(MIXED_PRECISION[mixed_precision])
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-class _ReplicaSyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
-    """Loss scaling whose "gradients are finite" test is agreed by all replicas.
-
-    Keras checks finiteness on each replica's local gradients, before the
-    optimiser all-reduces them: replicas could then disagree, one skipping the
-    step while the others apply it. Here the verdict is all-reduced first.
-    """
-
-    def check_finite(self, grads):
-        finite = super().check_finite(grads)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
-            return finite
-        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                             tf.cast(tf.logical_not(finite), tf.float32))
-        return tf.equal(bad, 0.0)
 
 
 class Trainer:
@@ -200,11 +198,11 @@ class Trainer:
         self.global_batch_size, self.weight_decay = global_batch_size, weight_decay
         self.mixed_precision = mixed_precision
         self._jitter_seed = tf.constant([seed, JITTER_STREAM], tf.int64)
-        with strategy.scope(), dtype_policy(mixed_precision):
+        with strategy.scope(), precision.dtype_policy(mixed_precision):
             self.model = model_lib.build_avc_model(preset)
             optimizer = keras.optimizers.Adam(learning_rate)
             if mixed_precision == "fp16":
-                optimizer = _ReplicaSyncedLossScaleOptimizer(optimizer)
+                optimizer = precision.ReplicaSyncedLossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
         bn_layers = [layer for layer in _all_layers(self.model)
@@ -288,6 +286,25 @@ class Trainer:
             return self.step_fn(next_batch(), stop)
         return train_function
 
+    def make_loop_function(self, next_batch: Callable) -> Callable:
+        """tf.function(stop, num_steps: int32) -> totals [num_steps, 5], one row per step.
+
+        A `tf.while_loop` over `next_batch()` inside the function (orbit's
+        `steps_per_loop`): one Python dispatch and host sync per loop, not per
+        step. Every loop length runs the same graph, so in deterministic mode
+        the weights do not depend on how the steps were grouped into loops.
+        """
+        @tf.function
+        def loop_function(stop, num_steps):
+            def body(i, rows):
+                return i + 1, rows.write(i, self.step_fn(next_batch(), stop))
+
+            rows = tf.TensorArray(tf.float32, size=num_steps, element_shape=[5])
+            # Explicit, not AutoGraph's `for` (which re-reads this file's source).
+            _, rows = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(0), rows))
+            return rows.stack()
+        return loop_function
+
     def make_predict_function(self, jit_compile: bool = False) -> Callable:
         """tf.function(image, waveform) -> P(corresponds) [b], on this worker's first device."""
         @tf.function(jit_compile=jit_compile)
@@ -319,27 +336,6 @@ def _write_config(config: TrainConfig, strategy) -> None:
     fileio.write_json(path, record)
 
 
-def default_dataset_fn(config: TrainConfig, seed: int) -> Callable:
-    """input_context -> per-replica training batches from `config.train_pattern`."""
-    preset = presets_lib.get_preset(config.preset)
-    options = pairs.PipelineOptions(batch_size=config.global_batch_size, seed=seed,
-                                    deterministic=True if config.deterministic else None,
-                                    pairs_per_video=config.pairs_per_video)
-
-    def dataset_fn(input_context):
-        return pairs.make_dataset(config.train_pattern, preset, training=True, options=options,
-                                  input_context=input_context)
-    return dataset_fn
-
-
-def _eval_dataset(config: TrainConfig) -> tf.data.Dataset:
-    """The fixed held-out pairs of `config.eval_pattern` (image, waveform, label) batches."""
-    return pairs.make_dataset(
-        config.eval_pattern, presets_lib.get_preset(config.preset), training=False,
-        options=pairs.PipelineOptions(batch_size=config.eval_batch_size, seed=config.eval_seed,
-                                      num_pairs=config.eval_pairs, deterministic=True))
-
-
 def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -361,24 +357,21 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     # Resume? And can this worker's input position be restored (else re-seed the input)?
     latest = tf.train.latest_checkpoint(config.model_dir)
     start_step = distribute.checkpoint_step(latest) if latest else 0
-    exact_input = config.checkpoint_input and (
-        latest is None
-        or distribute.input_state_saved(config.model_dir, latest, start_step, strategy))
-    seed = config.seed if latest is None or exact_input else config.seed + start_step
-    make_input = dataset_fn or (lambda s: default_dataset_fn(config, s))
-    worker_input = distribute.WorkerInput(strategy, make_input(seed),
-                                          checkpointable=config.checkpoint_input)
+    worker_input, exact_input, input_source = train_input.training_input(
+        config, strategy, dataset_fn, latest, start_step)
     checkpoints = distribute.RunCheckpoints(
         config.model_dir, strategy, model=trainer.model, optimizer=trainer.optimizer,
         step=step_var, iterator=worker_input.iterator, keep=config.keep_checkpoints)
     if latest:
         checkpoints.restore(latest, start_step, with_input=exact_input)
-        logging.info("resumed from %s (step %d)%s", latest, start_step,
-                     "" if exact_input else f"; input re-seeded with seed {seed}")
+        logging.info("resumed from %s (step %d), restored weights digest %s; %s", latest,
+                     start_step, model_lib.weights_digest(trainer.model), input_source)
     else:
-        say("starting a new run in %s", config.model_dir)
+        say("starting a new run in %s; %s", config.model_dir, input_source)
 
-    train_function = trainer.make_train_function(worker_input.next)
+    steps_per_loop = config.steps_per_loop or (
+        GPU_STEPS_PER_LOOP if tf.config.list_logical_devices("GPU") else 1)
+    loop_function = trainer.make_loop_function(worker_input.next)
     predict = trainer.make_predict_function(config.jit_compile) if config.eval_pattern else None
     train_writer = eval_writer = tf.summary.create_noop_writer()
     if chief:
@@ -388,7 +381,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
 
     def run_eval(step):  # the chief alone, on its first device: no collectives
         with tf.device(distribute.first_local_device(strategy)):
-            result = evaluate_lib.evaluate_pairs(predict, _eval_dataset(config))
+            result = evaluate_lib.evaluate_pairs(predict, train_input.eval_dataset(config))
         with eval_writer.as_default():
             scalar_summary("avc_accuracy", result["accuracy"], step)
             scalar_summary("avc_log_loss", result["log_loss"], step)
@@ -403,27 +396,34 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
         return path
 
     step, total = start_step, config.train_steps
-    say("training %s preset to step %d: global batch %d, lr %g, wd %g, %s precision",
-        preset.name, total, config.global_batch_size, config.learning_rate,
-        config.weight_decay, config.mixed_precision)
+    say("training %s preset to step %d: global batch %d, lr %g, wd %g, %s precision, "
+        "%d step(s) per loop", preset.name, total, config.global_batch_size,
+        config.learning_rate, config.weight_decay, config.mixed_precision, steps_per_loop)
     progress = Progress(global_batch_size=config.global_batch_size, train_steps=total,
                         learning_rate=config.learning_rate, writer=train_writer, say=say)
     eval_accuracy, stopped, saved_step, path = None, "completed", start_step, latest
     begin = time.time()
+    # Loops end on every logging, checkpoint and evaluation step, so those fall
+    # on the same steps whatever steps_per_loop is.
+    boundaries = (config.log_every, config.checkpoint_every,
+                  config.eval_every if predict is not None else None)
     while step < total:
+        n = loop_length(step, total, steps_per_loop, boundaries)
         t0 = time.perf_counter()
-        totals = train_function(tf.constant(float(sigterm.received)))
-        xent, l2, correct, stop, nonfinite = (float(x) for x in totals.numpy())
+        rows = loop_function(tf.constant(float(sigterm.received)), tf.constant(n, tf.int32))
+        rows = rows.numpy()
         # The first call traces and compiles: not timed.
-        progress.add(xent, l2, correct, time.perf_counter() - t0 if step > start_step else None)
-        step += 1
-        if not math.isfinite(xent + l2) or nonfinite:
-            what = (f"training loss is {xent + l2}" if not math.isfinite(xent + l2) else
-                    f"{int(nonfinite)} gradient or batch-norm values are NaN/Inf")
-            raise NonFiniteLossError(
-                f"{what} at step {step}: stopped. Nothing was saved after step {saved_step}; "
-                f"the last good checkpoint is {path or 'none'}. Try a lower --learning_rate, "
-                f"or --mixed_precision=bf16/none instead of fp16.")
+        seconds = (time.perf_counter() - t0) / n if step > start_step else None
+        for xent, l2, correct, stop, nonfinite in rows.astype(float):
+            progress.add(xent, l2, correct, seconds)
+            step += 1
+            if not math.isfinite(xent + l2) or nonfinite:
+                what = (f"training loss is {xent + l2}" if not math.isfinite(xent + l2) else
+                        f"{int(nonfinite)} gradient or batch-norm values are NaN/Inf")
+                raise NonFiniteLossError(
+                    f"{what} at step {step}: stopped. Nothing was saved after step "
+                    f"{saved_step}; the last good checkpoint is {path or 'none'}. Try a lower "
+                    f"--learning_rate, or --mixed_precision=bf16/none instead of fp16.")
         if step % config.log_every == 0 or step == total or stop:
             progress.report(step)
         if stop:  # SIGTERM on some worker: every worker saves this step and stops
@@ -457,7 +457,8 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
       config: the run; `None` fields take the preset's values.
       strategy: overrides `config.strategy` (tests, notebooks).
       dataset_fn: overrides the input: `dataset_fn(seed)` returns a function
-        input_context -> dataset of per-replica (image, waveform, label).
+        input_context -> dataset of per-replica (image, waveform, label)
+        (through the service too, with `config.data_service_address`).
 
     Returns:
       {"step", "start_step", "train_steps", "stopped" ("completed" or
@@ -467,8 +468,11 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
 
     Raises:
       NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
+      data_service.DataServiceError: the dispatcher did not answer in time.
     """
     config = config.resolved()
+    if config.data_service_address:  # fail early and clearly, not in a silent retry loop
+        data_service.check_dispatcher(config.data_service_address, config.data_service_timeout_s)
     strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
     # After the strategy: with a multi-worker cluster TF installs its own SIGTERM
     # handler (coordination service), which would swallow the signal.

@@ -2,13 +2,14 @@
 
 Nothing here touches the model: `Progress` turns per-step totals into the
 log line (loss, accuracy, pairs/s, ETA) and the `train/` summaries;
-`SigtermFlag` turns a preemption signal into a flag the loop reads.
+`SigtermFlag` turns a preemption signal into a flag the loop reads;
+`loop_length` cuts the run into loops of `steps_per_loop` steps.
 """
 
 import math
 import signal
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -28,6 +29,17 @@ def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     h, m = seconds // 3600, seconds // 60 % 60
     return f"{h}h{m:02d}m" if h else f"{m}m{seconds % 60:02d}s"
+
+
+def loop_length(step: int, total: int, steps_per_loop: int,
+                boundaries: Sequence[Optional[int]] = ()) -> int:
+    """Steps in the next loop from `step`: at most `steps_per_loop`, never past
+    `total` nor past the next multiple of any (non-zero) period in `boundaries`."""
+    n = min(steps_per_loop, total - step)
+    for every in boundaries:
+        if every:
+            n = min(n, every - step % every)
+    return n
 
 
 class Progress:

@@ -13,19 +13,30 @@ Everything after `--` goes to every worker (`python -m l3.bin.train
 fails, it stops the others and exits with the failed worker's status.
 SIGTERM and SIGINT are passed on to the workers (which save a checkpoint and
 stop). With GPUs, `--gpus_per_worker=k` gives worker i the GPUs i*k..i*k+k-1.
+
+`--data_service_workers=N` also starts a tf.data service beside the trainers:
+an `l3-data-service` dispatcher on a free localhost port and N input
+workers (`l3.local_service`), waits until all N have registered, passes
+`--data_service_address=grpc://localhost:<port>` to every trainer, and stops
+the service when the trainers are done (logs: dispatcher.log and
+input-worker-<i>.log beside the trainers', or in a temporary directory).
 """
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import List, Optional, Sequence
 
 from absl import app
 from absl import flags
+
+from l3.local_service import LocalDataService
 
 flags.DEFINE_integer("num_workers", 2, "Worker processes to start.")
 flags.DEFINE_string("module", "l3.bin.train", "Python module each worker runs.")
@@ -33,6 +44,9 @@ flags.DEFINE_string("worker_log_dir", None, "Write worker-<i>.log here (default:
 flags.DEFINE_integer("gpus_per_worker", None, "GPUs per worker (default: hide none).")
 flags.DEFINE_integer("threads_per_worker", None,
                      "TF intra-op threads per worker (CPU runs: cores / workers).")
+flags.DEFINE_integer("data_service_workers", 0,
+                     "Start a tf.data service dispatcher and this many input workers, and "
+                     "send the trainers' input through it (0: each trainer reads its own).")
 flags.DEFINE_float("grace_seconds", 30.0, "After a failure or a signal, wait this long "
                    "before killing the remaining workers.")
 
@@ -122,10 +136,30 @@ def launch(num_workers: int, worker_args: Sequence[str], *, module: str = "l3.bi
     return 128 - status if status < 0 else status  # killed by signal k: 128 + k
 
 
+@contextlib.contextmanager
+def data_service(num_workers: int, log_dir: Optional[str]):
+    """A local tf.data service with `num_workers` input workers; yields its address (None if 0)."""
+    if not num_workers:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        if not log_dir:
+            log_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="l3-data-service-"))
+        service = stack.enter_context(LocalDataService(num_workers, log_dir, host="localhost"))
+        service.wait_for_workers(num_workers)
+        print(f"tf.data service at {service.address} with {num_workers} input worker(s)",
+              flush=True)
+        yield service.address
+
+
 def main(argv):
-    return launch(FLAGS.num_workers, argv[1:], module=FLAGS.module, log_dir=FLAGS.worker_log_dir,
-                  gpus_per_worker=FLAGS.gpus_per_worker, threads=FLAGS.threads_per_worker,
-                  grace_seconds=FLAGS.grace_seconds)
+    worker_args = argv[1:]
+    with data_service(FLAGS.data_service_workers, FLAGS.worker_log_dir) as address:
+        if address:
+            worker_args = [*worker_args, f"--data_service_address={address}"]
+        return launch(FLAGS.num_workers, worker_args, module=FLAGS.module,
+                      log_dir=FLAGS.worker_log_dir, gpus_per_worker=FLAGS.gpus_per_worker,
+                      threads=FLAGS.threads_per_worker, grace_seconds=FLAGS.grace_seconds)
 
 
 if __name__ == "__main__":

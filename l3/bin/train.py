@@ -3,8 +3,8 @@
   l3-train --train_pattern='records/train-*.tfrecord' --eval_pattern='records/val-*.tfrecord' \
       --model_dir=runs/paper --preset=paper
 
-Resumes from the latest checkpoint in --model_dir. Multi-host runs: see
-launch/README.md. The logic lives in `l3.train`; this is only flags.
+Resumes from the latest checkpoint in --model_dir. Multi-host runs and the
+tf.data service (--data_service_address): see launch/README.md. The logic lives in `l3.train`; this is only flags.
 Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
 (after saving a checkpoint; run the same command to resume).
 """
@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from l3 import constants, distribute, fileio, presets
+from l3 import constants, data_service, distribute, fileio, presets
 from l3 import train as train_lib
 
 _D = train_lib.TrainConfig  # defaults live in one place
@@ -61,6 +61,15 @@ flags.DEFINE_integer("log_every", _D.log_every, "Steps between console lines and
 flags.DEFINE_integer("pairs_per_video", _D.pairs_per_video,
                      "Training pairs drawn per record read (default: l3.pairs.DEFAULT_PAIRS_PER_VIDEO, 16; "
                      "1 = one pair per record read, as before).")
+flags.DEFINE_integer("steps_per_loop", _D.steps_per_loop,
+                     "Training steps per tf.function call; logging, summaries, evaluation, "
+                     "checkpoints and the SIGTERM/NaN checks happen between calls "
+                     f"(default: {train_lib.GPU_STEPS_PER_LOOP} with GPUs, else 1).")
+flags.DEFINE_string("data_service_address", None,
+                    "grpc://host:port of a tf.data service dispatcher (l3-data-service): "
+                    "the training pipeline runs on its input workers; evaluation stays local.")
+flags.DEFINE_float("data_service_timeout_s", _D.data_service_timeout_s,
+                   "Seconds to wait for the dispatcher to answer before giving up.")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS
@@ -80,6 +89,8 @@ def main(argv):
     except train_lib.NonFiniteLossError as e:
         logging.error("%s", e)
         sys.exit(NON_FINITE_EXIT)
+    except data_service.DataServiceError as e:
+        sys.exit(f"l3-train: error: {e}")
     if FLAGS.output_json and summary["is_chief"]:
         fileio.write_json(FLAGS.output_json, summary)
     if summary["is_chief"]:
