@@ -38,7 +38,7 @@ from typing import List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from l3 import pair_ops
+from l3 import errors, pair_ops, shard_reader
 from l3.presets import Preset
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -73,6 +73,12 @@ class PipelineOptions:
         (default: in evaluation only; evaluation needs the count anyway when
         `num_pairs` is None).
       prefetch: batches prefetched (AUTOTUNE by default; 0 for none).
+      on_damaged_shard: a shard cut short or failing a CRC: "skip" its rest
+        with a warning naming it (the default: a long job goes on) or "stop"
+        at once naming the file and byte offset (`l3.shard_reader`). Default
+        "skip", except in deterministic pipelines, which stop: their small
+        symbolic iterator checkpoints cannot hold tf.data's error-skipping
+        state; asking one to skip makes its checkpoints full ones.
     """
 
     batch_size: Optional[int] = None
@@ -85,6 +91,7 @@ class PipelineOptions:
     num_parallel_calls: int = AUTOTUNE
     scan: Optional[bool] = None
     prefetch: int = AUTOTUNE
+    on_damaged_shard: Optional[str] = None
 
 
 def resolve_files(file_pattern: Union[str, Sequence[str]]) -> List[str]:
@@ -95,10 +102,12 @@ def resolve_files(file_pattern: Union[str, Sequence[str]]) -> List[str]:
         pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
         if any(ch in pattern for ch in "*?["):
             files.update(tf.io.gfile.glob(pattern) or _glob.glob(pattern))
-        else:
+        elif tf.io.gfile.exists(pattern):
             files.add(pattern)
+        else:
+            raise errors.MissingInputError(f"{pattern} does not exist")
     if not files:
-        raise ValueError(f"no files match {file_pattern!r}")
+        raise errors.MissingInputError(f"no files match {file_pattern!r}")
     return sorted(files)
 
 
@@ -162,18 +171,23 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
 
     # 1. File names (sorted; sharded per input pipeline; reshuffled each epoch
     #    in training) -> an interleave of TFRecord readers, `cycle_length` at once.
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(files))
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat(epochs)
+    on_damage = o.on_damaged_shard or ("stop" if deterministic else "skip")
+
+    def read(path, size):
+        return shard_reader.read_shard(path, size, on_damage)
+
     if deterministic:
         # TF 2.21: restoring a symbolic checkpoint of a *parallel* interleave can
         # hang (depends on where the cursor stopped); a sequential interleave
         # with a prefetch behind it reads in the background just as well.
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, block_length=1)
+        ds = ds.interleave(read, cycle_length=cycle_length, block_length=1)
         ds = ds.prefetch(cycle_length)
     else:
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, block_length=1,
+        ds = ds.interleave(read, cycle_length=cycle_length, block_length=1,
                            num_parallel_calls=parallel, deterministic=False)
     # 2. Per record: parse, draw a frame (among those inside the audio) and a
     #    window containing its time; keep only that JPEG string and the int16
@@ -219,5 +233,5 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
     # hold every in-flight record and prefetched batch (measured 220 MB for the
     # paper preset, 140 MB for the small one at 32 pairs a batch:
     # benchmarks/bench_pipeline.py --checkpoint).
-    tf_options.experimental_symbolic_checkpoint = deterministic
+    tf_options.experimental_symbolic_checkpoint = deterministic and on_damage == "stop"
     return ds.with_options(tf_options)

@@ -61,12 +61,13 @@ import keras
 import tensorflow as tf
 
 from l3 import constants as C
-from l3 import distribute
+from l3 import distribute, errors
 from l3 import evaluate as evaluate_lib
 from l3 import fileio
 from l3 import model as model_lib
 from l3 import pairs
 from l3 import presets as presets_lib
+from l3 import shard_reader
 from l3.train_utils import Progress, SigtermFlag, format_duration, scalar_summary
 
 CONFIG_JSON = "train_config.json"
@@ -95,6 +96,10 @@ class TrainConfig:
       mixed_precision: "none", "bf16" or "fp16" (dynamic loss scaling).
       checkpoint_input: checkpoint the input iterator (exact resume); off
         uses the distributed iterator, and a resumed run re-seeds its input.
+      on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
+        or "stop" (at once, naming the shard and byte offset); `l3.shard_reader`.
+        Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
+        held-out evaluation skips unless told to stop.
     """
 
     train_pattern: str
@@ -121,6 +126,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     eval_seed: int = 0
     log_every: int = 100
+    on_damaged_shard: Optional[str] = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed."""
@@ -281,7 +287,7 @@ def _write_config(config: TrainConfig, strategy) -> None:
         with tf.io.gfile.GFile(path) as f:
             old = json.load(f)
         if old.get("preset") != config.preset:
-            raise ValueError(f"{config.model_dir} holds a {old.get('preset')!r} run; "
+            raise errors.UsageError(f"{config.model_dir} holds a {old.get('preset')!r} run; "
                              f"cannot resume it as {config.preset!r}")
     record = dataclasses.asdict(config)
     record.update(num_replicas=strategy.num_replicas_in_sync,
@@ -294,7 +300,8 @@ def default_dataset_fn(config: TrainConfig, seed: int) -> Callable:
     """input_context -> per-replica training batches from `config.train_pattern`."""
     preset = presets_lib.get_preset(config.preset)
     options = pairs.PipelineOptions(batch_size=config.global_batch_size, seed=seed,
-                                    deterministic=True if config.deterministic else None)
+                                    deterministic=True if config.deterministic else None,
+                                    on_damaged_shard=config.on_damaged_shard)
 
     def dataset_fn(input_context):
         return pairs.make_dataset(config.train_pattern, preset, training=True, options=options,
@@ -307,7 +314,8 @@ def _eval_dataset(config: TrainConfig) -> tf.data.Dataset:
     return pairs.make_dataset(
         config.eval_pattern, presets_lib.get_preset(config.preset), training=False,
         options=pairs.PipelineOptions(batch_size=config.eval_batch_size, seed=config.eval_seed,
-                                      num_pairs=config.eval_pairs, deterministic=True))
+                                      num_pairs=config.eval_pairs, deterministic=True,
+                                      on_damaged_shard=config.on_damaged_shard or "skip"))
 
 
 def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
@@ -437,10 +445,15 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
 
     Raises:
       NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
+      errors.DamagedShardError: a damaged shard with `on_damaged_shard="stop"`.
     """
     config = config.resolved()
     strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
     # After the strategy: with a multi-worker cluster TF installs its own SIGTERM
     # handler (coordination service), which would swallow the signal.
     with SigtermFlag() as sigterm:
-        return _train(config, strategy, dataset_fn, sigterm)
+        try:
+            return _train(config, strategy, dataset_fn, sigterm)
+        except tf.errors.DataLossError as e:  # --on_damaged_shard=stop: name the shard
+            patterns = [p for p in (config.train_pattern, config.eval_pattern) if p]
+            raise shard_reader.damaged_shard_error(pairs.resolve_files(patterns), e) from None

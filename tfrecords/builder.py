@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from l3 import media
+from l3 import errors, media
 
 from . import inputs, shards, workers
 from .inputs import VideoItem
@@ -67,7 +67,7 @@ class BuildConfig:
 
 def _check_settings(sidecar: dict, config: BuildConfig, name: str) -> None:
     if sidecar.get("settings") != config.content_settings():
-        raise ValueError(
+        raise errors.UsageError(
             f"{name} in {config.output_dir} was built with {sidecar.get('settings')}, not "
             f"{config.content_settings()}: use another --output_dir or --overwrite")
 

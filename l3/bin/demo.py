@@ -11,9 +11,10 @@ stage's output (corpus, shards, checkpoints).
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from l3 import demo
+from l3.bin import cli
 
 FLAGS = flags.FLAGS
 _D = demo.DemoConfig()
@@ -29,6 +30,8 @@ flags.DEFINE_string("analyses", _D.analyses, "Analyses to run (comma list).")
 
 def main(argv):
     del argv
+    cli.check_output_dir("work_dir")
+    cli.check_output_dir("corpus_dir")
     # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     config = demo.DemoConfig(work_dir=FLAGS.work_dir, corpus_dir=FLAGS.corpus_dir,
@@ -39,7 +42,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-demo")
 
 
 if __name__ == "__main__":

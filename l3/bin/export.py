@@ -8,9 +8,10 @@ writes `audio_encoder/`, `vision_encoder/`, `avc/` (SavedModels, signature
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from l3 import export, presets
+from l3.bin import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory (l3-train --model_dir).")
@@ -22,6 +23,8 @@ flags.mark_flags_as_required(["model_dir", "output_dir"])
 
 def main(argv):
     del argv
+    cli.check_exists("model_dir", kind="dir")
+    cli.check_output_dir("output_dir")
     # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     preset = presets.get_preset(FLAGS.preset) if FLAGS.preset else None
@@ -34,7 +37,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-export")
 
 
 if __name__ == "__main__":
