@@ -39,8 +39,17 @@ WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ERO
 
 
 def write_error(path: str, cause: BaseException) -> WriteError:
-    """A `WriteError` naming `path` and the cause (an OSError or a TensorFlow error)."""
-    return WriteError(f"cannot write {os.fspath(path)}: {describe(cause)}")
+    """A `WriteError` naming `path` and the cause (an OSError or a TensorFlow error); its
+    `errno` is the cause's (ENOSPC for TensorFlow's ResourceExhaustedError)."""
+    error = WriteError(f"cannot write {os.fspath(path)}: {describe(cause)}")
+    error.errno = getattr(cause, "errno", None) or (
+        errno.ENOSPC if type(cause).__name__ == "ResourceExhaustedError" else None)
+    return error
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """A write failed for lack of space (a job writing more can stop: the next write fails too)."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def describe(cause: BaseException) -> str:

@@ -74,7 +74,10 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    try:
+        tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    except OSError as e:
+        raise (errors.write_error(output_dir, e) if errors.is_write_failure(e) else e) from None
     try:
         _archive(audio_enc, audio_fn, [waveform_spec], os.path.join(tmp, AUDIO_ENCODER))
         _archive(vision_enc, vision_fn, [image_spec], os.path.join(tmp, VISION_ENCODER))
@@ -108,8 +111,10 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, output_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if errors.is_write_failure(e) and not isinstance(e, errors.WriteError):
+            raise errors.write_error(output_dir, e) from None
         raise
     return info
 

@@ -376,7 +376,13 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
 
     def save(step):
         step_var.assign(step)
-        path = checkpoints.save(step)
+        try:
+            path = checkpoints.save(step)
+        except (tf.errors.OpError, OSError) as e:  # full disk: one line, no partial ckpt-<step>
+            if not errors.is_write_failure(e):
+                raise
+            _remove_partial_checkpoint(config.model_dir, step)
+            raise errors.write_error(os.path.join(config.model_dir, f"ckpt-{step}"), e) from None
         say("checkpoint %s", path)
         return path
 
@@ -425,6 +431,17 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
             "weights_sha256": digest, "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
             "model_dir": config.model_dir}
+
+
+def _remove_partial_checkpoint(model_dir: str, step: int) -> None:
+    """Deletes what a failed save of ckpt-<step> left (its files and TensorFlow's _temp
+    folder); the `checkpoint` state file still names the previous checkpoint."""
+    for pattern in (f"ckpt-{step}.*", f"ckpt-{step}_temp*"):
+        for path in tf.io.gfile.glob(os.path.join(model_dir, pattern)):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
 
 
 def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,

@@ -6,8 +6,8 @@
 `run` parses the absl flags and calls `main`. Usage and input errors
 (`l3.errors.UsageError`, `absl.app.UsageError`, a bad or missing flag) print
 one line, `l3-export: error: --model_dir=runs/x does not exist`, and exit 2;
-a failed write (`l3.errors.WriteError`, or an OSError/TensorFlow error with a
-full-disk or permission cause) prints `l3-export: error: cannot write ...`
+a failed write (`l3.errors.WriteError`, which the writers raise for
+TensorFlow's errors too, or an OSError with a full-disk or permission errno) prints `l3-export: error: cannot write ...`
 and exits 1. Anything else is a bug and keeps its traceback.
 
 The `check_*` helpers validate a flag's value before the job starts and name
@@ -37,7 +37,7 @@ def run(main: Callable, prog: str) -> None:
             fail(prog, str(e), USAGE_EXIT)
         except errors.WriteError as e:
             fail(prog, str(e), WRITE_EXIT)
-        except Exception as e:  # pylint: disable=broad-except
+        except OSError as e:  # full disk, permissions: the machine's, not a bug
             if not errors.is_write_failure(e):
                 raise
             fail(prog, _write_message(e), WRITE_EXIT)
