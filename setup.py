@@ -19,6 +19,7 @@ CONSOLE_SCRIPTS = {
     "l3-kinetics-baselines": "l3.bin.kinetics_baselines",
     "l3-analyze": "l3.bin.analyze",
     "l3-demo": "l3.bin.demo",
+    "l3-verify-tfrecords": "l3_tfrecords.verify",
 }
 
 setup(
@@ -33,7 +34,7 @@ setup(
     # Versions are pinned in requirements*.txt; these are the direct needs.
     install_requires=[
         "keras>=3.10", "numpy", "av", "soxr", "scikit-learn", "scipy", "absl-py",
-        "tensorflow-datasets", "tqdm", "matplotlib", "pillow", "psutil",
+        "tensorflow-datasets", "tqdm", "matplotlib", "pillow", "psutil", "google-crc32c",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],

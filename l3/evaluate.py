@@ -25,9 +25,11 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from l3 import errors
 from l3 import model as model_lib
 from l3 import pairs
 from l3 import presets as presets_lib
+from l3 import run_dir, shard_reader
 
 # Not from the paper (it does not say how many pairs it scored): enough that
 # the accuracy's standard error is under 0.5 % (sqrt(0.25 / 10000)).
@@ -35,7 +37,6 @@ DEFAULT_NUM_PAIRS = 10_000
 DEFAULT_SEED = 0
 AVC_EXPORT = "avc"
 EXPORT_JSON = "export.json"
-TRAIN_CONFIG_JSON = "train_config.json"
 
 
 def avc_metrics(probability: np.ndarray, label: np.ndarray,
@@ -106,15 +107,8 @@ def load_checkpoint_model(model_dir: str, *, preset: Optional[str] = None,
     Returns (keras model, Preset, step, checkpoint path). The preset is read
     from `model_dir/train_config.json` unless given.
     """
-    if preset is None:
-        config_path = os.path.join(model_dir, TRAIN_CONFIG_JSON)
-        if not tf.io.gfile.exists(config_path):
-            raise FileNotFoundError(f"{config_path} not found; pass the preset explicitly")
-        preset = _read_json(config_path)["preset"]
-    preset = presets_lib.get_preset(preset)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
-    if not checkpoint:
-        raise FileNotFoundError(f"no checkpoint in {model_dir!r}: is it an l3-train --model_dir?")
+    preset = presets_lib.get_preset(run_dir.preset_name(model_dir, preset))
+    checkpoint = run_dir.checkpoint_path(model_dir, checkpoint)
     avc = model_lib.build_avc_model(preset)
     step = tf.Variable(0, dtype=tf.int64)
     status = tf.train.Checkpoint(model=avc, step=step).restore(checkpoint)
@@ -143,8 +137,8 @@ def load_saved_model_predictor(export_dir: str) -> Tuple[Callable, Optional[str]
     else:
         info_path = os.path.join(os.path.dirname(os.path.normpath(export_dir)), EXPORT_JSON)
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(f"no avc SavedModel in {export_dir!r}: give an l3-export "
-                                f"--output_dir or its avc/ directory")
+        raise errors.MissingInputError(f"no avc SavedModel in {export_dir}: give an l3-export "
+                                       "--output_dir or its avc/ directory")
     loaded = tf.saved_model.load(path)
     serving = loaded.signatures["serving_default"]
     preset = _read_json(info_path).get("preset") if tf.io.gfile.exists(info_path) else None
@@ -177,12 +171,15 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
         predict, export_preset = load_saved_model_predictor(export_dir)
         preset = preset or export_preset
         if preset is None:
-            raise ValueError(f"no export.json beside {export_dir!r}; pass the preset")
+            raise errors.UsageError(f"no export.json beside {export_dir}; pass the preset")
         preset_obj = presets_lib.get_preset(preset)
         extra = {"source": export_dir}
     options = pairs.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
                                     include_metadata=True, deterministic=True)
     dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, options=options)
-    result = evaluate_pairs(predict, dataset)
+    try:
+        result = evaluate_pairs(predict, dataset)
+    except tf.errors.DataLossError as e:
+        raise shard_reader.damaged_shard_error(pairs.resolve_files(data_pattern), e) from None
     result.update(extra, preset=preset_obj.name, seed=seed)
     return result

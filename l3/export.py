@@ -40,7 +40,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from l3 import fileio
+from l3 import errors, fileio
 from l3 import model as model_lib
 from l3.presets import Preset
 
@@ -157,7 +157,10 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    try:
+        tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    except OSError as e:
+        raise (errors.write_error(output_dir, e) if errors.is_write_failure(e) else e) from None
     try:
         if "savedmodel" in formats:
             _archive(audio_enc, audio_fn, [waveform_spec], os.path.join(tmp, AUDIO_ENCODER))
@@ -199,8 +202,10 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, output_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if errors.is_write_failure(e) and not isinstance(e, errors.WriteError):
+            raise errors.write_error(output_dir, e) from None
         raise
     return info
 
@@ -209,7 +214,8 @@ def read_export_info(export_dir: str) -> Dict:
     """export.json of an export directory (raises FileNotFoundError with a hint)."""
     path = os.path.join(export_dir, EXPORT_JSON)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {export_dir!r} an `l3-export` output directory?")
+        raise errors.MissingInputError(f"{path} not found: is {export_dir} an l3-export output "
+                                       "directory?")
     with open(path) as f:
         return json.load(f)
 
@@ -280,15 +286,10 @@ def export_checkpoint(model_dir: str, output_dir: str, *, preset: Optional[Prese
         read from the run's `train_config.json` unless given.
     """
     from l3 import presets as presets_lib  # local: keeps export.py importable alone
-    if preset is None:
-        config_path = os.path.join(model_dir, "train_config.json")
-        if not os.path.exists(config_path):
-            raise FileNotFoundError(f"{config_path} not found; pass the preset explicitly")
-        with open(config_path) as f:
-            preset = presets_lib.get_preset(json.load(f)["preset"])
-    checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
-    if not checkpoint:
-        raise FileNotFoundError(f"no checkpoint in {model_dir!r}")
+    from l3 import run_dir
+    name = run_dir.preset_name(model_dir, preset.key if preset is not None else None)
+    preset = preset or presets_lib.get_preset(name)
+    checkpoint = run_dir.checkpoint_path(model_dir, checkpoint)
     avc_model = model_lib.build_avc_model(preset)
     step = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(model=avc_model, step=step).restore(checkpoint).expect_partial()

@@ -5,7 +5,8 @@ file in the same directory, flushed and fsynced, then renamed over the final
 name (`os.replace` is atomic on POSIX within one filesystem). A crash, a kill
 or a full disk therefore leaves either the old file or the new one, never a
 truncated one; on any error the temporary file is removed and the error
-propagates.
+propagates (a full disk or a permission error as `l3.errors.WriteError`,
+an OSError, naming the final path).
 
     with atomic_write("out/result.json", "w") as f:
         f.write("...")
@@ -21,6 +22,8 @@ from typing import IO, Iterable, Iterator
 
 import numpy as np
 
+from l3 import errors
+
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
@@ -34,8 +37,13 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        if errors.is_write_failure(e):
+            raise errors.write_error(path, e) from e
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
             yield f
@@ -43,9 +51,12 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, errors.WriteError) \
+                and errors.is_write_failure(e):
+            raise errors.write_error(path, e) from e
         raise
 
 

@@ -17,7 +17,7 @@ from absl import logging
 from l3 import audio as audio_lib
 from l3 import constants as C
 from l3 import image as image_lib
-from l3 import records
+from l3 import records, shard_reader
 from l3.presets import Preset
 
 RATE = C.SAMPLE_RATE  # the records' rate; the schema fixes it
@@ -84,7 +84,7 @@ def scan_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS,
     audio's extent. Logs the count of excluded videos (and a few ids).
     """
     window = int(round(clip_seconds * RATE))
-    ds = tf.data.TFRecordDataset(list(files)).map(lambda r: _summary(r, window),
+    ds = shard_reader.read_shards(files).map(lambda r: _summary(r, window),
                                                   num_parallel_calls=tf.data.AUTOTUNE)
     num, usable_ids, num_usable, excluded = 0, set(), 0, []
     for s in ds.as_numpy_iterator():
@@ -117,7 +117,7 @@ def check_two_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS)
     """
     window = int(round(clip_seconds * RATE))
     seen = set()
-    for s in tf.data.TFRecordDataset(list(files)).map(lambda r: _summary(r, window)).as_numpy_iterator():
+    for s in shard_reader.read_shards(files).map(lambda r: _summary(r, window)).as_numpy_iterator():
         if s["long_enough"] and s["frames_inside"]:
             seen.add(s["video_id"])
             if len(seen) >= 2:

@@ -39,14 +39,14 @@ checkpoint (`tf.train.Checkpoint(iterator=iter(ds))`); deterministic
 pipelines symbolically (small checkpoints, exact resume).
 """
 
+import dataclasses
 import glob as _glob
 import math
-import dataclasses
 from typing import List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from l3 import pair_ops
+from l3 import errors, pair_ops, shard_reader
 from l3.presets import Preset
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -93,6 +93,12 @@ class PipelineOptions:
         (default: in evaluation only; evaluation needs the count anyway when
         `num_pairs` is None).
       prefetch: batches prefetched (AUTOTUNE by default; 0 for none).
+      on_damaged_shard: a shard cut short or failing a CRC: "skip" its rest
+        with a warning naming it (the default: a long job goes on) or "stop"
+        at once naming the file and byte offset (`l3.shard_reader`). Default
+        "skip", except in deterministic pipelines, which stop: their small
+        symbolic iterator checkpoints cannot hold tf.data's error-skipping
+        state; asking one to skip makes its checkpoints full ones.
     """
 
     batch_size: Optional[int] = None
@@ -107,6 +113,7 @@ class PipelineOptions:
     num_parallel_calls: int = AUTOTUNE
     scan: Optional[bool] = None
     prefetch: int = AUTOTUNE
+    on_damaged_shard: Optional[str] = None
 
 
 def resolve_files(file_pattern: Union[str, Sequence[str]]) -> List[str]:
@@ -117,10 +124,12 @@ def resolve_files(file_pattern: Union[str, Sequence[str]]) -> List[str]:
         pattern = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
         if any(ch in pattern for ch in "*?["):
             files.update(tf.io.gfile.glob(pattern) or _glob.glob(pattern))
-        else:
+        elif tf.io.gfile.exists(pattern):
             files.add(pattern)
+        else:
+            raise errors.MissingInputError(f"{pattern} does not exist")
     if not files:
-        raise ValueError(f"no files match {file_pattern!r}")
+        raise errors.MissingInputError(f"no files match {file_pattern!r}")
     return sorted(files)
 
 
@@ -167,21 +176,27 @@ def _dealt(video, index, per_video: int, open_videos: int) -> tf.data.Dataset:
 
 
 def read_records(files: List[str], *, training: bool, seed: int, epochs: Optional[int],
-                 cycle_length: int, deterministic: bool, num_parallel_calls: int) -> tf.data.Dataset:
+                 cycle_length: int, deterministic: bool, num_parallel_calls: int,
+                 on_damage: str = "skip") -> tf.data.Dataset:
     """Serialized records of `files`: file names (sorted; reshuffled each epoch in
     training; `epochs` passes, None = forever) -> an interleave of TFRecord
-    readers, `cycle_length` files at once."""
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    readers, `cycle_length` files at once; a damaged shard is skipped from its
+    damage on with a warning, or stops the pipeline (`l3.shard_reader`)."""
+    ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(files))
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat(epochs)
+
+    def read(path, size):
+        return shard_reader.read_shard(path, size, on_damage)
+
     if deterministic:
         # TF 2.21: restoring a symbolic checkpoint of a *parallel* interleave can
         # hang (depends on where the cursor stopped); a sequential interleave
         # with a prefetch behind it reads in the background just as well.
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, block_length=1)
+        ds = ds.interleave(read, cycle_length=cycle_length, block_length=1)
         return ds.prefetch(cycle_length)
-    return ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, block_length=1,
+    return ds.interleave(read, cycle_length=cycle_length, block_length=1,
                          num_parallel_calls=num_parallel_calls, deterministic=False)
 
 
@@ -237,10 +252,12 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
     else:
         epochs = math.ceil(num_pairs / stats.num_usable)
 
-    # 1. Serialized records (`read_records`).
+    # 1. Serialized records (`read_records`; damaged shards as `on_damage` says).
+    on_damage = o.on_damaged_shard or ("stop" if deterministic else "skip")
     ds = read_records(files, training=training, seed=seed, epochs=epochs,
                       cycle_length=min(o.cycle_length or DEFAULT_CYCLE_LENGTH, len(files)),
-                      deterministic=deterministic, num_parallel_calls=parallel)
+                      deterministic=deterministic, num_parallel_calls=parallel,
+                      on_damage=on_damage)
     # 2. Per record: parse, draw K frames (among those inside the audio) and
     #    for each a window containing its time; keep only those JPEG strings and
     #    int16 windows (~130 KB a draw, against ~2 MB for the whole record).
@@ -289,5 +306,6 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
     # it for deterministic pipelines only. Non-deterministic checkpoints also
     # hold every in-flight record, open draw and prefetched batch (K = 16:
     # ~open_videos x K x 130 KB; benchmarks/bench_pipeline.py --checkpoint).
-    tf_options.experimental_symbolic_checkpoint = deterministic
+    # `ignore_errors` (on_damage="skip") cannot be held in a symbolic checkpoint.
+    tf_options.experimental_symbolic_checkpoint = deterministic and on_damage == "stop"
     return ds.with_options(tf_options)

@@ -72,13 +72,15 @@ import tensorflow as tf
 
 from l3 import constants as C
 from l3 import data_service
-from l3 import distribute
+from l3 import distribute, errors
 from l3 import evaluate as evaluate_lib
 from l3 import fileio
 from l3 import image as image_lib
 from l3 import model as model_lib
+from l3 import pairs
 from l3 import precision
 from l3 import presets as presets_lib
+from l3 import shard_reader
 from l3 import train_input
 from l3.precision import MIXED_PRECISION
 from l3.train_utils import (Progress, SigtermFlag, format_duration, loop_length,
@@ -124,6 +126,10 @@ class TrainConfig:
       steps_per_loop: steps per `tf.function` call (`Trainer.make_loop_function`);
         logging, summaries, evaluation, checkpoints and the SIGTERM and NaN
         checks happen between loops. None: GPU_STEPS_PER_LOOP with GPUs, else 1.
+      on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
+        or "stop" (at once, naming the shard and byte offset); `l3.shard_reader`.
+        Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
+        held-out evaluation skips unless told to stop.
     """
 
     train_pattern: str
@@ -154,6 +160,7 @@ class TrainConfig:
     steps_per_loop: Optional[int] = None
     data_service_address: Optional[str] = None
     data_service_timeout_s: float = 30.0
+    on_damaged_shard: Optional[str] = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed."""
@@ -327,7 +334,7 @@ def _write_config(config: TrainConfig, strategy) -> None:
         with tf.io.gfile.GFile(path) as f:
             old = json.load(f)
         if old.get("preset") != config.preset:
-            raise ValueError(f"{config.model_dir} holds a {old.get('preset')!r} run; "
+            raise errors.UsageError(f"{config.model_dir} holds a {old.get('preset')!r} run; "
                              f"cannot resume it as {config.preset!r}")
     record = dataclasses.asdict(config)
     record.update(num_replicas=strategy.num_replicas_in_sync,
@@ -391,7 +398,13 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
 
     def save(step):
         step_var.assign(step)
-        path = checkpoints.save(step)
+        try:
+            path = checkpoints.save(step)
+        except (tf.errors.OpError, OSError) as e:  # full disk: one line, no partial ckpt-<step>
+            if not errors.is_write_failure(e):
+                raise
+            _remove_partial_checkpoint(config.model_dir, step)
+            raise errors.write_error(os.path.join(config.model_dir, f"ckpt-{step}"), e) from None
         say("checkpoint %s", path)
         return path
 
@@ -449,6 +462,17 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
             "model_dir": config.model_dir}
 
 
+def _remove_partial_checkpoint(model_dir: str, step: int) -> None:
+    """Deletes what a failed save of ckpt-<step> left (its files and TensorFlow's _temp
+    folder); the `checkpoint` state file still names the previous checkpoint."""
+    for pattern in (f"ckpt-{step}.*", f"ckpt-{step}_temp*"):
+        for path in tf.io.gfile.glob(os.path.join(model_dir, pattern)):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+
+
 def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = None,
           dataset_fn: Optional[Callable[[int], Callable]] = None) -> Dict:
     """Trains (or resumes) the AVC model; returns a summary dict.
@@ -469,6 +493,7 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
     Raises:
       NonFiniteLossError: the loss became NaN/Inf (nothing saved after it).
       data_service.DataServiceError: the dispatcher did not answer in time.
+      errors.DamagedShardError: a damaged shard with `on_damaged_shard="stop"`.
     """
     config = config.resolved()
     if config.data_service_address:  # fail early and clearly, not in a silent retry loop
@@ -477,4 +502,8 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
     # After the strategy: with a multi-worker cluster TF installs its own SIGTERM
     # handler (coordination service), which would swallow the signal.
     with SigtermFlag() as sigterm:
-        return _train(config, strategy, dataset_fn, sigterm)
+        try:
+            return _train(config, strategy, dataset_fn, sigterm)
+        except tf.errors.DataLossError as e:  # --on_damaged_shard=stop: name the shard
+            patterns = [p for p in (config.train_pattern, config.eval_pattern) if p]
+            raise shard_reader.damaged_shard_error(pairs.resolve_files(patterns), e) from None

@@ -32,7 +32,8 @@ def default_dataset_fn(config, seed: int) -> Callable:
     preset = presets_lib.get_preset(config.preset)
     options = pairs.PipelineOptions(batch_size=config.global_batch_size, seed=seed,
                                     deterministic=True if config.deterministic else None,
-                                    pairs_per_video=config.pairs_per_video)
+                                    pairs_per_video=config.pairs_per_video,
+                                    on_damaged_shard=config.on_damaged_shard)
 
     def dataset_fn(input_context):
         return pairs.make_dataset(config.train_pattern, preset, training=True, options=options,
@@ -45,7 +46,8 @@ def eval_dataset(config) -> tf.data.Dataset:
     return pairs.make_dataset(
         config.eval_pattern, presets_lib.get_preset(config.preset), training=False,
         options=pairs.PipelineOptions(batch_size=config.eval_batch_size, seed=config.eval_seed,
-                                      num_pairs=config.eval_pairs, deterministic=True))
+                                      num_pairs=config.eval_pairs, deterministic=True,
+                                      on_damaged_shard=config.on_damaged_shard or "skip"))
 
 
 def training_input(config, strategy, dataset_fn: Optional[Callable], latest: Optional[str],

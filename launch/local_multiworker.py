@@ -20,16 +20,25 @@ workers (`l3.local_service`), waits until all N have registered, passes
 `--data_service_address=grpc://localhost:<port>` to every trainer, and stops
 the service when the trainers are done (logs: dispatcher.log and
 input-worker-<i>.log beside the trainers', or in a temporary directory).
+
+A clean finish reads as one: the chief hosts the coordination service and
+may leave first, so a worker still running its last RPCs logs
+`BaseCollectiveExecutor::StartAbort UNAVAILABLE ... Connection refused`.
+Worker output passes through the launcher, which drops those lines once the
+worker has finished training (its "weights sha256" line), counts them, and
+ends with "all N workers finished normally".
 """
 
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import List, Optional, Sequence
 
@@ -85,6 +94,33 @@ def worker_env(index: int, addresses: Sequence[str], *, gpus_per_worker: Optiona
     return env
 
 
+# After a worker's last training line, these mean the chief (and its coordination service)
+# has already left: expected shutdown noise, not a crash.
+FINISHED = re.compile(r"(completed|preempted) at step \d+ after .*weights sha256")
+SHUTDOWN_NOISE = re.compile(r"StartAbort|UNAVAILABLE|Connection refused|coordination service|"
+                            r"Failed to send RPC|failed to connect to all addresses|"
+                            r"^\s*(Additional GRPC error information|:\{|\[type\.googleapis)")
+
+
+class Relay(threading.Thread):
+    """Copies one worker's output (stdout + stderr) to `out`, dropping shutdown noise."""
+
+    def __init__(self, stream, out):
+        super().__init__(daemon=True)
+        self.stream, self.out = stream, out
+        self.finished, self.dropped = False, 0
+
+    def run(self):
+        for line in iter(self.stream.readline, ""):
+            if self.finished and SHUTDOWN_NOISE.search(line):
+                self.dropped += 1
+                continue
+            self.finished = self.finished or bool(FINISHED.search(line))
+            self.out.write(line)
+            self.out.flush()
+        self.stream.close()
+
+
 def launch(num_workers: int, worker_args: Sequence[str], *, module: str = "l3.bin.train",
            log_dir: Optional[str] = None, gpus_per_worker: Optional[int] = None,
            threads: Optional[int] = None, grace_seconds: float = 30.0) -> int:
@@ -93,14 +129,16 @@ def launch(num_workers: int, worker_args: Sequence[str], *, module: str = "l3.bi
     command = [sys.executable, "-m", module, "--strategy=multi_worker", *worker_args]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
-    procs, logs = [], []
+    procs, logs, relays = [], [], []
     for i in range(num_workers):
         out = open(os.path.join(log_dir, f"worker-{i}.log"), "w") if log_dir else None
         logs.append(out)
         procs.append(subprocess.Popen(
             command, env=worker_env(i, addresses, gpus_per_worker=gpus_per_worker,
                                     threads=threads),
-            stdout=out, stderr=subprocess.STDOUT if out else None))
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"))
+        relays.append(Relay(procs[-1].stdout, out or sys.stdout))
+        relays[-1].start()
     print(f"started {num_workers} workers on {', '.join(addresses)}"
           + (f"; logs in {log_dir}" if log_dir else ""), flush=True)
 
@@ -127,12 +165,19 @@ def launch(num_workers: int, worker_args: Sequence[str], *, module: str = "l3.bi
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        for relay in relays:
+            relay.join(timeout=10)
         for out in logs:
             if out:
                 out.close()
     if not status:
         status = next((p.returncode for p in procs if p.returncode), 0)
     print(f"workers exited with {[p.returncode for p in procs]}", flush=True)
+    dropped = sum(r.dropped for r in relays)
+    if not status:
+        print(f"all {num_workers} workers finished normally"
+              + (f" ({dropped} lines of expected coordination-service shutdown noise dropped)"
+                 if dropped else ""), flush=True)
     return 128 - status if status < 0 else status  # killed by signal k: 128 + k
 
 

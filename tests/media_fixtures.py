@@ -157,3 +157,25 @@ def misbehaving_process_video(item, settings, threads=0):
     if "hang" in item.video_id:
         time.sleep(3600)
     return workers.process_video(item, settings, threads)
+
+
+def corrupt_packets(src: str, dst: str, kind: str = "audio", start: int = 5, every: int = 3,
+                    count: Optional[int] = None) -> list:
+    """Copies `src` to `dst` with the payload of packets `start`, `start + every`, ... of its
+    first `kind` stream inverted (every byte XOR 0xFF), the container's framing intact;
+    returns those packets' (pts seconds, duration seconds). Payloads are found by their
+    bytes at or after `packet.pos` (Matroska's pos is its block header)."""
+    import av  # local: the other fixtures do not need PyAV at import
+    data = bytearray(open(src, "rb").read())
+    with av.open(src) as container:
+        stream = getattr(container.streams, kind)[0]
+        packets = [(p.pos, bytes(p), float(p.pts * p.time_base), float(p.duration * p.time_base))
+                   for p in container.demux(stream) if p.size and p.pos is not None]
+    chosen = packets[start::every][:count]
+    for pos, payload, _, _ in chosen:
+        at = data.find(payload, pos)
+        assert at >= 0, "payload not found in the file"
+        data[at:at + len(payload)] = bytes(b ^ 0xFF for b in payload)
+    with open(dst, "wb") as f:
+        f.write(data)
+    return [(t, d) for _, _, t, d in chosen]

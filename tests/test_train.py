@@ -370,3 +370,21 @@ def test_eval_avc_binary(shards, trained_run, tmp_path):
     assert "AVC accuracy" in proc.stdout
     result = json.loads(out.read_text())
     assert result["num_pairs"] == 8 and result["step"] == 30
+
+
+def test_a_clean_two_worker_run_reads_clean(shards, tmp_path):
+    """Issue 17, item 5: both workers complete; the launcher ends by saying so, and no
+    worker log shows the coordination service's shutdown noise as if it crashed."""
+    model_dir, logs = tmp_path / "run", tmp_path / "logs"
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "local_multiworker.py"),
+           "--num_workers=2", f"--worker_log_dir={logs}", "--threads_per_worker=1", "--",
+           *_train_cmd(shards, model_dir, "--train_steps=4", "--checkpoint_every=4")[3:]]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    worker = [(logs / f"worker-{i}.log").read_text() for i in range(2)]
+    assert proc.returncode == 0, proc.stdout + "\n".join(w[-3000:] for w in worker)
+    assert proc.stdout.splitlines()[-1].startswith("all 2 workers finished normally"), proc.stdout
+    for log in worker:
+        assert "completed at step 4" in log
+        tail = log[log.index("completed at step 4"):]
+        assert not re.search(r"StartAbort|UNAVAILABLE|Connection refused", tail), tail
+    assert len({d for w in worker for d in _digests(w)}) == 1

@@ -27,6 +27,7 @@ import os
 from absl import app, flags
 
 from l3 import kinetics_sounds, media
+from l3.bin import cli
 
 from . import builder, inputs, shards
 
@@ -68,7 +69,9 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     if not FLAGS.summarize_only and not FLAGS.input:
         raise app.UsageError("--input is required (unless --summarize_only)")
+    cli.check_output_dir("output_dir")
     if FLAGS.summarize_only:
+        cli.check_exists("output_dir", kind="dir")
         count = FLAGS.num_shards if FLAGS["num_shards"].present else None
         summary = shards.summarize(FLAGS.output_dir, count)
         _print(summary)
@@ -79,6 +82,8 @@ def main(argv):
         resize_smaller_side=FLAGS.resize_smaller_side, min_audio_seconds=FLAGS.min_audio_seconds,
         jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
         video_timeout=FLAGS.video_timeout)
+    cli.check_exists("input")
+    cli.check_exists("video_root", kind="dir")
     labels = None
     if FLAGS.kinetics_sounds_only:
         labels = kinetics_sounds.kinetics_classes() + kinetics_sounds.PAPER_CLASSES
@@ -107,7 +112,7 @@ def _print(summary: dict, this_run: dict = None) -> None:
 
 def run():
     flags.mark_flags_as_required(["output_dir"])
-    app.run(main)
+    cli.run(main, "l3-build-tfrecords")
 
 
 if __name__ == "__main__":

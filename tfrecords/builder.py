@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from l3 import media
+from l3 import errors, media
 
 from . import inputs, shards, workers
 from .inputs import VideoItem
@@ -67,7 +67,7 @@ class BuildConfig:
 
 def _check_settings(sidecar: dict, config: BuildConfig, name: str) -> None:
     if sidecar.get("settings") != config.content_settings():
-        raise ValueError(
+        raise errors.UsageError(
             f"{name} in {config.output_dir} was built with {sidecar.get('settings')}, not "
             f"{config.content_settings()}: use another --output_dir or --overwrite")
 
@@ -122,28 +122,46 @@ def build(items: Sequence[VideoItem], config: BuildConfig) -> dict:
     total = sum(len(v) for *_, v in todo)
     with tqdm(total=total, unit="video", disable=not config.progress, dynamic_ncols=True) as bar, \
             contextlib.closing(results):
-        written = skipped = 0
+        counts = {"written": 0, "skipped": 0}
         for split, index, name, videos in todo:
             writer = shards.ShardWriter(config.output_dir, split, index, name,
                                         config.content_settings())
-            for _ in videos:
-                result = next(results)
-                writer.add(result)
-                if not result.ok:
-                    skipped += 1
-                    log.warning("skipped %s: %s (%s)", result.item.path, result.reason,
-                                result.message)
-                else:
-                    written += 1
-                    if result.warnings:
-                        log.warning("%s: %s", result.item.path, "; ".join(result.warnings))
-                bar.set_postfix(written=written, skipped=skipped, refresh=False)
-                bar.update(1)
-            stats = writer.finish()
+            with _aborting(writer):
+                stats = _write_shard(writer, videos, results, bar, counts)
             own["shards_built"] += 1
             own["videos_seen"] += stats["videos_seen"]
             own["videos_written"] += stats["videos_written"]
     return {"summary": shards.summarize(config.output_dir, config.num_shards), "this_run": own}
+
+
+@contextlib.contextmanager
+def _aborting(writer: shards.ShardWriter):
+    """Removes the shard's temp file if anything fails while it is written."""
+    try:
+        yield
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _write_shard(writer, videos, results, bar, counts) -> dict:
+    """Adds the next len(videos) results to `writer` and finishes it; returns its stats.
+
+    counts: {"written", "skipped"} of this run so far (for the progress bar), updated.
+    """
+    for _ in videos:
+        result = next(results)
+        writer.add(result)
+        if not result.ok:
+            counts["skipped"] += 1
+            log.warning("skipped %s: %s (%s)", result.item.path, result.reason, result.message)
+        else:
+            counts["written"] += 1
+            if result.warnings:
+                log.warning("%s: %s", result.item.path, "; ".join(result.warnings))
+        bar.set_postfix(written=counts["written"], skipped=counts["skipped"], refresh=False)
+        bar.update(1)
+    return writer.finish()
 
 
 def build_from_input(input_path: str, config: BuildConfig, *, split: str = "train",

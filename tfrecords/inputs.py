@@ -14,6 +14,8 @@ import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
+from l3 import errors
+
 # Containers FFmpeg reads that are used for videos. Files with these extensions
 # are all enumerated (even empty or fake ones, which the builder then skips
 # with a reason), so that nothing in the folder is silently ignored.
@@ -49,7 +51,7 @@ def detect_kind(input_path: str) -> str:
     if os.path.isdir(input_path):
         return "folder"
     if not os.path.isfile(input_path):
-        raise FileNotFoundError(f"--input {input_path} does not exist")
+        raise errors.MissingInputError(f"--input={input_path} does not exist")
     if input_path.lower().endswith(".csv"):
         return "csv"
     with open(input_path, newline="", encoding="utf-8", errors="replace") as f:
@@ -59,7 +61,7 @@ def detect_kind(input_path: str) -> str:
 
 def check_split(split: str) -> str:
     if not _SPLIT_RE.match(split):
-        raise ValueError(f"split {split!r} must match {_SPLIT_RE.pattern} (it names shard files)")
+        raise errors.UsageError(f"split {split!r} must match {_SPLIT_RE.pattern} (it names shard files)")
     return split
 
 

@@ -11,6 +11,7 @@ A shard is written to a hidden temp file and renamed; its sidecar is written
 """
 
 import collections
+import contextlib
 import glob
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from l3 import fileio, media
+from l3 import errors, fileio, media
 
 from .workers import BUILDER_REASONS, VideoResult
 
@@ -66,7 +67,7 @@ class ShardWriter:
         # workers import this package and must stay free of it (seconds and ~0.5 GB each).
         from l3 import records  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
-        self.records = records
+        self.records, self.tf_errors = records, tf.errors
         self.output_dir, self.split, self.index, self.name = output_dir, split, index, name
         self.sample_rate = int(settings["sample_rate"])
         for stale in glob.glob(os.path.join(output_dir, f".{name}.tmp-*")):
@@ -94,7 +95,10 @@ class ShardWriter:
             audio=np.frombuffer(result.pcm, "<i2"), audio_start=result.audio_start,
             sample_rate=self.sample_rate, label=_text(item.label), split=item.split,
             source=_text(item.path))
-        self.writer.write(example.SerializeToString(deterministic=True))
+        try:
+            self.writer.write(example.SerializeToString(deterministic=True))
+        except self.tf_errors.OpError as e:
+            raise self._failed(e) from None
         for key, value in result.timings.items():
             stats["timings"][key] = stats["timings"].get(key, 0.0) + value
         stats["timings"]["write"] += time.process_time() - t0
@@ -105,7 +109,10 @@ class ShardWriter:
             stats["warnings"].append(dict(entry, warnings=result.warnings))
 
     def finish(self) -> dict:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except self.tf_errors.OpError as e:
+            raise self._failed(e) from None
         self.stats["bytes"] = os.path.getsize(self.tmp)
         self.stats["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.stats["host"] = socket.gethostname()
@@ -113,6 +120,20 @@ class ShardWriter:
         fileio.write_json(stats_path(self.output_dir, self.name), self.stats, indent=1,
                           sort_keys=True)
         return self.stats
+
+    def abort(self) -> None:
+        """Closes and removes the temp file (a failed write, or any error while building)."""
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.tmp)
+
+    def _failed(self, e: Exception) -> Exception:
+        """Aborts; a full disk or permission error becomes a one-line `WriteError`."""
+        self.abort()
+        if errors.is_write_failure(e):
+            return errors.write_error(shard_path(self.output_dir, self.name), e)
+        return e
 
 
 def _text(name: str) -> str:

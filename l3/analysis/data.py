@@ -27,7 +27,7 @@ import tensorflow as tf
 from l3 import audio as audio_lib
 from l3 import constants as C
 from l3 import image as image_lib
-from l3 import records
+from l3 import errors, records
 from l3.presets import Preset
 
 # Half the length of `l3.audio.decimate`'s FIR, in input samples per unit of
@@ -111,7 +111,7 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
     """
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
-        raise ValueError(f"no files match {pattern!r}")
+        raise errors.MissingInputError(f"no files match {pattern!r}")
     ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(paths), 64), block_length=1,
         num_parallel_calls=1, deterministic=True).map(records.parse_example)

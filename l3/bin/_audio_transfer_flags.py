@@ -4,6 +4,7 @@ from absl import app, flags, logging
 from threadpoolctl import threadpool_limits
 
 from l3 import fileio
+from l3.bin import cli
 from l3.transfer import encoders
 from l3.transfer.protocol_config import SvmProtocolConfig
 
@@ -62,6 +63,9 @@ def run_and_report(run_fn, format_table, **kwargs) -> dict:
     """Runs a benchmark's `run(data_dir, encoder, ..., config=...)` under the flags, prints
     its table and writes --output_json; shared by l3-esc50 and l3-dcase."""
     logging.set_verbosity(logging.INFO)
+    cli.check_exists("data_dir", kind="dir")
+    cli.check_exists("export_dir", kind="dir")
+    cli.check_output_dir("cache_dir")
     config = protocol_config()
     # BLAS threads limited around the encoder too: its numpy work shares the cores.
     with threadpool_limits(limits=config.blas_threads, user_api="blas"):

@@ -28,9 +28,10 @@ and prints the numbers beside the paper's. On a 2-core CPU the small preset
 takes about a minute for 2000 items; the paper preset wants a GPU.
 """
 
-from absl import app, flags
+from absl import flags
 
 from l3.analysis import run as run_lib
+from l3.bin import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "An l3-export output directory.")
@@ -50,6 +51,9 @@ flags.mark_flags_as_required(["export_dir", "data_pattern", "output_dir"])
 
 def main(argv):
     del argv
+    cli.check_exists("export_dir", kind="dir")
+    cli.check_matches("data_pattern")
+    cli.check_output_dir("output_dir")
     results = run_lib.analyze(
         FLAGS.export_dir, FLAGS.data_pattern, FLAGS.output_dir, analyses=FLAGS.analyses,
         num_items=FLAGS.max_items or None, clusters=FLAGS.num_clusters, seed=FLAGS.seed,
@@ -60,7 +64,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-analyze")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ wav files directly). Always: the 5-fold CV of the development set; with
 clip; protocol in l3/transfer/protocol.py and in the JSON.
 """
 
-from absl import app, flags
+from absl import flags
 
 from l3.bin import _audio_transfer_flags as transfer_flags
+from l3.bin import cli
 from l3.transfer import dcase
 
 FLAGS = flags.FLAGS
@@ -22,12 +23,13 @@ flags.DEFINE_integer("num_folds", dcase.NUM_FOLDS, "Folds of the development-set
 
 def main(argv):
     del argv
+    cli.check_exists("test_dir", kind="dir")
     transfer_flags.run_and_report(dcase.run, dcase.format_table, test_dir=FLAGS.test_dir,
                                   num_folds=FLAGS.num_folds)
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-dcase")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ numbers beside those of every front end already run in work_dir.
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from l3 import constants, demo
+from l3.bin import cli
 
 FLAGS = flags.FLAGS
 _D = demo.DemoConfig()
@@ -37,6 +38,8 @@ flags.DEFINE_enum("input_repr", _D.input_repr, list(constants.INPUT_REPRS),
 
 def main(argv):
     del argv
+    cli.check_output_dir("work_dir")
+    cli.check_output_dir("corpus_dir")
     # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     config = demo.DemoConfig(work_dir=FLAGS.work_dir, corpus_dir=FLAGS.corpus_dir,
@@ -47,7 +50,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-demo")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ l3/embeddings/timeline.py. Defaults keep the tool's original behaviour
 (`--nocenter`: windows from the first sample); `--center` gives openl3's.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from l3.bin import cli
 from l3.embeddings import files, runner, tool
 
 FLAGS = flags.FLAGS
@@ -45,6 +46,8 @@ flags.mark_flags_as_required(["export_dir", "input", "output_dir"])
 
 def main(argv):
     del argv
+    cli.check_exists("export_dir", kind="dir")
+    cli.check_output_dir("output_dir")
     logging.set_verbosity(logging.INFO)
     options = files.Options(hop_size=FLAGS.hop_size, center=FLAGS.center, fps=FLAGS.fps,
                             audio_feature=FLAGS.audio_feature, image_feature=FLAGS.image_feature,
@@ -59,7 +62,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-embed")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ paper's "Ours random" row. The protocol is in l3/transfer/protocol.py
 and in the JSON's `protocol`.
 """
 
-from absl import app, flags
+from absl import flags
 
 from l3.bin import _audio_transfer_flags as transfer_flags
+from l3.bin import cli
 from l3.transfer import esc50
 
 FLAGS = flags.FLAGS
@@ -26,7 +27,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-esc50")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ where the records carry labels, per-class accuracy.
 """
 
 
-from absl import app
 from absl import flags
 
 from l3 import evaluate, fileio
+from l3.bin import cli
 
 flags.DEFINE_string("data_pattern", None, "Glob of held-out TFRecord shards.", required=True)
 flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint).")
@@ -31,6 +31,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    cli.check_matches("data_pattern")
+    cli.check_exists("model_dir", kind="dir")
+    cli.check_exists("export_dir", kind="dir")
     result = evaluate.evaluate_avc(FLAGS.data_pattern, model_dir=FLAGS.model_dir,
                                    export_dir=FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
                                    preset=FLAGS.preset, num_pairs=FLAGS.num_pairs,
@@ -46,7 +49,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-eval-avc")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ and `export.json` (see l3/export.py).
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
-from l3 import constants, export, presets
+from l3 import constants, errors, export, presets
+from l3.bin import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory (l3-train --model_dir).")
@@ -28,15 +29,17 @@ flags.mark_flags_as_required(["model_dir", "output_dir"])
 
 def main(argv):
     del argv
+    cli.check_exists("model_dir", kind="dir")
+    cli.check_output_dir("output_dir")
     # SavedModel writing logs every asset and fingerprint at INFO; keep the console readable.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     try:
         formats = export.check_formats(FLAGS.formats)
         preset = presets.get_preset(FLAGS.preset, FLAGS.input_repr) if FLAGS.preset else None
     except ValueError as e:
-        raise app.UsageError(str(e))
+        raise errors.UsageError(str(e))
     if FLAGS.input_repr and not FLAGS.preset:
-        raise app.UsageError("--input_repr needs --preset (a run's train_config.json names its own)")
+        raise errors.UsageError("--input_repr needs --preset (a run's train_config.json names its own)")
     info = export.export_checkpoint(FLAGS.model_dir, FLAGS.output_dir, preset=preset,
                                     checkpoint=FLAGS.checkpoint, formats=formats)
     print(f"exported step {info['step']} of {info['source_checkpoint']} ({info['preset']} preset, "
@@ -46,7 +49,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-export")
 
 
 if __name__ == "__main__":

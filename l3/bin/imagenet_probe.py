@@ -15,6 +15,7 @@ about 150 GB). The protocol is in l3/transfer/imagenet.py and in the JSON.
 
 from absl import app, flags
 
+from l3.bin import cli
 from l3.transfer import imagenet
 
 FLAGS = flags.FLAGS
@@ -37,6 +38,8 @@ flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisat
 
 def main(argv):
     del argv
+    cli.check_exists("export_dir", kind="dir")
+    cli.check_exists("manual_dir", kind="dir")
     if FLAGS.export_dir is None and not (FLAGS.random_trunk and FLAGS.preset):
         raise app.UsageError("give --export_dir, or --random_trunk with --preset")
     config = imagenet.ProbeConfig(
@@ -53,7 +56,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-imagenet-probe")
 
 
 if __name__ == "__main__":

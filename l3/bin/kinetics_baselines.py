@@ -19,9 +19,10 @@ Smoke run: --preset=small --classifier_steps=100 --pretraining_steps=100
 --num_eval_pairs=256.
 """
 
-from absl import app, flags
+from absl import flags
 
 from l3 import evaluate
+from l3.bin import cli
 from l3.transfer import kinetics_baselines as kb
 
 FLAGS = flags.FLAGS
@@ -56,6 +57,11 @@ flags.mark_flags_as_required(["train_pattern", "eval_pattern"])
 
 def main(argv):
     del argv
+    cli.check_matches("train_pattern")
+    cli.check_matches("eval_pattern")
+    cli.check_matches("val_pattern")
+    cli.check_exists("l3_export_dir", kind="dir")
+    cli.check_output_dir("model_dir")
     config = kb.BaselineConfig(
         preset=FLAGS.preset, classifier_steps=FLAGS.classifier_steps,
         pretraining_steps=FLAGS.pretraining_steps, batch_size=FLAGS.batch_size,
@@ -73,7 +79,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-kinetics-baselines")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ import json
 import logging as std_logging
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from l3 import constants, data_service, distribute, fileio, presets
 from l3 import train as train_lib
+from l3.bin import cli
 
 _D = train_lib.TrainConfig  # defaults live in one place
 
@@ -70,6 +70,10 @@ flags.DEFINE_string("data_service_address", None,
                     "the training pipeline runs on its input workers; evaluation stays local.")
 flags.DEFINE_float("data_service_timeout_s", _D.data_service_timeout_s,
                    "Seconds to wait for the dispatcher to answer before giving up.")
+flags.DEFINE_enum("on_damaged_shard", _D.on_damaged_shard, ["skip", "stop"],
+                  "A shard cut short or failing a CRC: skip its rest with a warning naming it "
+                  "(a long job goes on), or stop at once naming the file and byte offset. "
+                  "Default: skip; stop with --deterministic (exact resume needs it).")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS
@@ -80,6 +84,9 @@ NON_FINITE_EXIT = 3
 def main(argv):
     del argv
     std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # saver chatter
+    cli.check_matches("train_pattern")
+    cli.check_matches("eval_pattern")
+    cli.check_output_dir("model_dir")
     config = train_lib.TrainConfig(**{
         field: getattr(FLAGS, field) for field in train_lib.TrainConfig.__dataclass_fields__
         if field in FLAGS})
@@ -102,7 +109,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-train")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from l3 import constants as C
-from l3 import fileio, media, presets
+from l3 import errors, fileio, media, presets
 from l3.embeddings import inputs, runner, timeline
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif",
@@ -271,6 +271,8 @@ def _finish(model, group: List[_Prepared], opts: Options, outputs: List[str],
             save_npz(p.out, _arrays(model, p, audio.get(i), images.get(i), opts))
             outputs.append(p.out)
         except Exception as e:  # noqa: BLE001 -- e.g. an unwritable output folder
+            if errors.is_disk_full(e):
+                raise  # every later file would fail the same way: one line, stop
             logging.warning("skipping %s: %s", p.path, e)
             failures.append(skip_record(p.path, e))
 

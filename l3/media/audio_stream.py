@@ -4,13 +4,17 @@
 also serves `l3.media.decode` for the audio of a video.
 """
 
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
 import soxr
 
+from l3.media.packets import PacketDecoder
 from l3.media.source import MediaError, frame_time, open_media, origin_seconds
+
+log = logging.getLogger(__name__)
 
 _GAP_TOLERANCE_SECONDS = 0.002  # audio timestamp jitter below this is ignored
 
@@ -134,7 +138,8 @@ def decode_audio(path: str, *, sample_rate: int, max_seconds: Optional[float] = 
       container's clock, usually 0).
     Raises:
       MediaError (`not_found`, `empty_file`, `unreadable`, `no_audio_stream`,
-      `decode_error`). A decode error after some audio keeps what decoded.
+      `decode_error`). A decode error after some audio keeps what decoded;
+      packets the decoder rejects are lost (logged as a warning), the rest kept.
     """
     container = open_media(path)
     try:
@@ -142,19 +147,23 @@ def decode_audio(path: str, *, sample_rate: int, max_seconds: Optional[float] = 
             raise MediaError("no_audio_stream", f"{path} has no audio stream")
         stream = container.streams.audio[0]
         audio = AudioCollector(origin_seconds(container), max_seconds)
+        packets = PacketDecoder(origin_seconds(container))
         error = None
         try:
             for packet in container.demux(stream):
-                for frame in packet.decode():
+                for frame in packets.decode(packet):
                     audio.push(frame)
                 if audio.done:
                     break
         except (av.error.FFmpegError, StreamChange, EOFError, OSError, ValueError) as e:
             error = str(e) or type(e).__name__
         raw, start, rate = audio.result()
+        lost = packets.warnings()
         if len(raw) == 0:
             raise MediaError("decode_error", f"no decodable audio in {path}"
-                             + (f": {error}" if error else ""))
+                             + (f": {error}" if error else "") + "".join(f" ({w})" for w in lost))
+        for warning in lost:
+            log.warning("%s: %s", path, warning)
         return resample(raw, rate, sample_rate), float(start)
     finally:
         container.close()

@@ -18,6 +18,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from l3.media.audio_stream import AudioCollector, StreamChange, resample
+from l3.media.packets import PacketDecoder
 from l3.media.source import MediaError, VideoClock, open_media, origin_seconds
 from l3.media.video_frames import FrameSampler, finish_before, output_size, rotation_clockwise
 
@@ -114,6 +115,9 @@ class _VideoDecoder:
         self.convert_seconds = 0.0   # CPU seconds in `convert`
         self.clean_started = False   # a clean (not corrupt) video frame was seen
         self.last_video_t: Optional[float] = None
+        self.concealed = 0           # frames dropped after lost video packets
+        self.video_lost_seen = 0     # video packets lost so far (of `packets`)
+        self.video_broken = False    # a video packet was lost since the last key frame
 
     # --- stage 1: streams --------------------------------------------------
 
@@ -138,6 +142,7 @@ class _VideoDecoder:
         self.reformatter = VideoReformatter()  # keeps one swscale context for the whole video
         self.sampler = FrameSampler(self.fps, self.max_seconds, self.convert)
         self.audio = AudioCollector(self.origin, self.max_seconds) if self.astream is not None else None
+        self.packets = PacketDecoder(self.origin)
 
     # --- stage 2: reading --------------------------------------------------
 
@@ -161,17 +166,18 @@ class _VideoDecoder:
     def on_packet(self, packet) -> bool:
         """Decodes one packet into the frame sampler or the audio collector.
 
-        Returns True when reading should stop. Raises what decoding raises
-        (`read` turns it into `self.error`).
+        Returns True when reading should stop. A packet its decoder rejects is
+        lost and counted (`PacketDecoder`, as FFmpeg's CLI); what the demuxer or
+        the stream raises ends reading (`read` turns it into `self.error`).
         """
         sampler, audio = self.sampler, self.audio
         if packet.stream.type == "video":
             if sampler.done:
                 return False   # skipped, and neither end test below applies to it
-            for frame in packet.decode():
+            for frame in self.packets.decode(packet):
                 self.on_video_frame(frame)
         elif audio is not None and not audio.done:
-            for frame in packet.decode():
+            for frame in self.packets.decode(packet):
                 audio.push(frame)
         if sampler.done and (audio is None or audio.done):
             return True
@@ -187,6 +193,14 @@ class _VideoDecoder:
         t = self.clock(frame)
         if t is None:  # no timestamp: continue the previous frame's clock
             t = 0.0 if self.last_video_t is None else self.last_video_t + self.default_duration
+        lost = self.packets.lost_packets("video")
+        if lost > self.video_lost_seen:  # a packet was lost: frames refer to it until a key frame
+            self.video_lost_seen, self.video_broken = lost, True
+        if self.video_broken and self.clean_started:
+            if not frame.key_frame or frame.is_corrupt:
+                self.concealed += 1  # the decoder's concealment, not the video: not kept
+                return
+            self.video_broken = False
         if frame.is_corrupt:
             if self.clean_started:
                 raise _CorruptFrame(t)
@@ -220,6 +234,10 @@ class _VideoDecoder:
         sample_rate, warnings = self.sample_rate, self.warnings
         t_decode = time.process_time()
 
+        warnings += self.packets.warnings()
+        if self.concealed:
+            warnings.append(f"dropped {self.concealed} decoded video frames between a lost "
+                            "packet and the next key frame (concealment, not the video)")
         if not sampler.frames:
             message = f"no decodable video frame in {path}"
             if error is not None:
@@ -245,10 +263,16 @@ class _VideoDecoder:
             warnings += _early_end_warnings(self.container, self.origin, self.max_seconds, {
                 "video": (self.vstream, sampler.last_end),
                 "audio": (self.astream, audio_start + len(wave_out) / sample_rate)})
+        lost = self.packets.warnings()
         if self.astream is not None and len(wave_out) == 0 and self.require_audio:
-            raise MediaError("audio_too_short" if error is None else "decode_error",
+            raise MediaError("audio_too_short" if error is None and not lost else "decode_error",
                              f"no decodable audio in {path}"
-                             + (f" (decode error at {error[0]:.1f} s: {error[1]})" if error else ""))
+                             + (f" (decode error at {error[0]:.1f} s: {error[1]})" if error else "")
+                             + (f" ({'; '.join(lost)})" if lost else ""))
+        audio_end = audio_start + len(wave_out) / sample_rate
+        if lost and len(wave_out) and not any(audio_start <= t < audio_end for t in sampler.times):
+            raise MediaError("decode_error", f"no decoded frame inside the decoded audio "
+                             f"({audio_start:.1f}-{audio_end:.1f} s) of {path} ({'; '.join(lost)})")
         seconds = len(wave_out) / sample_rate
         if seconds < self.min_audio_seconds:
             raise MediaError("audio_too_short", f"{seconds:.2f} s of audio in {path}, "
