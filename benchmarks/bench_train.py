@@ -112,17 +112,18 @@ def matmul_peak(dtype=tf.float32, n: Optional[int] = None, seconds: float = 3.0)
 
 
 def _synthetic_batch(preset, batch_size: int):
+    """A training batch as the pipeline emits it: uint8 frames (the step scales and jitters
+    them on the device), float32 waveforms, balanced labels."""
     rng = tf.random.Generator.from_seed(0)
-    image = rng.uniform([batch_size, preset.image_size, preset.image_size, 3])
+    image = tf.cast(rng.uniform([batch_size, preset.image_size, preset.image_size, 3],
+                                maxval=256.0), tf.uint8)
     waveform = 0.1 * rng.normal([batch_size, preset.clip_samples])
     label = tf.range(batch_size, dtype=tf.int32) % 2
     return image, waveform, label
 
 
-def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
-                    jit_compile: bool = False, steps: Optional[int] = None,
-                    min_seconds: float = 10.0) -> Dict:
-    """Times the training step; returns pairs/s and seconds per step."""
+def _trainer_and_batch(preset, batch_size: int, mixed_precision: str, jit_compile: bool):
+    """A fresh `Trainer` on the first GPU (else the CPU) and a synthetic batch on that device."""
     strategy = tf.distribute.OneDeviceStrategy(
         "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
     trainer = train_lib.Trainer(preset, strategy, global_batch_size=batch_size,
@@ -131,6 +132,14 @@ def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
                                 mixed_precision=mixed_precision, jit_compile=jit_compile)
     with tf.device(strategy.extended.worker_devices[0]):
         batch = _synthetic_batch(preset, batch_size)
+    return trainer, batch
+
+
+def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
+                    jit_compile: bool = False, steps: Optional[int] = None,
+                    min_seconds: float = 10.0) -> Dict:
+    """Times the training step; returns pairs/s and seconds per step."""
+    trainer, batch = _trainer_and_batch(preset, batch_size, mixed_precision, jit_compile)
     step = trainer.make_train_function(lambda: batch)
     stop = tf.constant(0.0)
     t = time.perf_counter()
@@ -153,18 +162,11 @@ def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
 def loop_timing(preset, batch_size: int, steps_per_loop: Sequence[int], *, steps: int = 8,
                 mixed_precision: str = "none", jit_compile: bool = False) -> list:
     """Per loop length: wall and host-thread CPU seconds per step over `steps` timed steps."""
-    strategy = tf.distribute.OneDeviceStrategy(
-        "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
     rows = []
     for n in steps_per_loop:
         if steps % n:
             raise ValueError(f"--loop_steps={steps} is not a multiple of steps_per_loop {n}")
-        trainer = train_lib.Trainer(preset, strategy, global_batch_size=batch_size,
-                                    learning_rate=preset.learning_rate,
-                                    weight_decay=preset.weight_decay,
-                                    mixed_precision=mixed_precision, jit_compile=jit_compile)
-        with tf.device(strategy.extended.worker_devices[0]):
-            batch = _synthetic_batch(preset, batch_size)
+        trainer, batch = _trainer_and_batch(preset, batch_size, mixed_precision, jit_compile)
         loop = trainer.make_loop_function(lambda: batch)
         stop, length = tf.constant(0.0), tf.constant(n, tf.int32)
         loop(stop, length).numpy()  # trace, compile, warm up

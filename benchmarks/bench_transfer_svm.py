@@ -1,4 +1,4 @@
-r"""Speed of the audio-transfer SVM on an ESC-50-sized problem (DESIGN.md: "must be fast").
+r"""Speed of the audio-transfer SVM on an ESC-50-sized problem (docs/DESIGN.md section 6, "What fast means").
 
   .venv/bin/python benchmarks/bench_transfer_svm.py --output_json=/tmp/bench_svm.json
   .venv/bin/python benchmarks/bench_transfer_svm.py --liblinear_classes=2   # + liblinear estimate

@@ -2,7 +2,7 @@
 
 Arandjelović & Zisserman, "Look, Listen and Learn", ICCV 2017
 (`shared/paper/look_listen_learn.txt`). Numbers the text extraction lost are
-restored from `shared/DESIGN.md`. A number that is *not* from the paper says
+restored from `docs/DESIGN.md`. A number that is *not* from the paper says
 where it comes from instead.
 """
 
@@ -12,7 +12,7 @@ CLIP_SECONDS = 1.0            # "a 1 second sound clip" (2.1, audio subnetwork)
 STFT_WINDOW_SECONDS = 0.01    # "window length of 0.01 seconds"
 STFT_WINDOW = 480             # 0.01 s at 48 kHz
 STFT_HOP = 240                # "a half-window overlap"
-FFT_LENGTH = 512              # DESIGN.md: 257 bands = 512 // 2 + 1
+FFT_LENGTH = 512              # docs/DESIGN.md: 257 bands = 512 // 2 + 1
 SPECTROGRAM_FRAMES = 199      # "this produces 199 windows"
 SPECTROGRAM_BANDS = 257       # "with 257 frequency bands"
 # Not from the paper: the offset inside log(|STFT| + offset). The paper only
@@ -43,7 +43,7 @@ SATURATION_RANGE = (0.5, 1.5)
 BLOCK_FILTERS = (64, 128, 256, 512)  # "64, 128, 256 and 512"
 KERNEL_SIZE = 3                       # "3x3 convolutional filters"
 POOL_SIZE = 2                         # "max-pooling ... stride 2, no padding"
-# DESIGN.md "Why conv1_1 has stride 2": the stated 16x12 audio conv4_2 needs it.
+# docs/DESIGN.md section 3, "conv1_1 has stride 2": the stated 16x12 audio conv4_2 needs it.
 CONV1_1_STRIDE = 2
 EMBEDDING_DIM = 512                   # "a single 512-D feature vector"
 FUSION_HIDDEN = 128                   # "intermediate feature size of 128-D"

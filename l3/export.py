@@ -1,4 +1,4 @@
-"""SavedModel encoders: the public contract of DESIGN.md.
+"""SavedModel encoders: the public contract of docs/DESIGN.md.
 
 `export_model(avc_model, preset, output_dir)` writes:
 

@@ -45,6 +45,7 @@ class LocalDataService:
         self.env = dict(os.environ if env is None else env)
         self.dispatcher: Optional[subprocess.Popen] = None
         self.workers: List[subprocess.Popen] = []
+        self._dispatcher_log_start = 0
         self._logs = []
 
     @property
@@ -68,6 +69,9 @@ class LocalDataService:
         args = ["--role=dispatcher", f"--port={self.port}", f"--report_every_s={self.report_every_s}"]
         if self.work_dir:
             args.append(f"--work_dir={self.work_dir}")
+        # `registered_workers` reads this dispatcher's reports, not an earlier one's.
+        log = self.dispatcher_log
+        self._dispatcher_log_start = os.path.getsize(log) if os.path.exists(log) else 0
         self.dispatcher = self._spawn("dispatcher.log", args)
         return self.dispatcher
 
@@ -89,24 +93,32 @@ class LocalDataService:
         """Workers the dispatcher last reported (-1 before its first report)."""
         try:
             with open(self.dispatcher_log) as f:
+                f.seek(self._dispatcher_log_start)
                 counts = _REGISTERED.findall(f.read())
         except FileNotFoundError:
             return -1
         return int(counts[-1]) if counts else -1
 
-    def wait_for_workers(self, n: int, timeout_s: float = 180.0) -> None:
-        """Blocks until the dispatcher reports `n` registered workers (RuntimeError on timeout)."""
+    def wait_for_workers(self, n: int, timeout_s: float = 180.0, at_least: bool = False) -> None:
+        """Blocks until the dispatcher reports `n` registered workers (RuntimeError on timeout).
+
+        `at_least`: `n` or more. A dispatcher restarted on its journal also
+        lists the workers that died before the restart, until their heartbeat
+        timeout runs out.
+        """
         deadline = time.time() + timeout_s
         while time.time() < deadline:
-            if self.registered_workers() == n:
+            count = self.registered_workers()
+            if count == n or (at_least and count > n):
                 return
             for proc in [self.dispatcher, *self.workers]:
                 if proc is not None and proc.poll() is not None and proc.returncode != -9:
                     raise RuntimeError(f"a tf.data service process exited with {proc.returncode}; "
                                        f"see {self.log_dir}")
             time.sleep(0.2)
+        wanted = f"{n} or more" if at_least else str(n)
         raise RuntimeError(f"the dispatcher at {self.address} reported "
-                           f"{self.registered_workers()} workers, not {n}, within {timeout_s:g} s")
+                           f"{self.registered_workers()} workers, not {wanted}, within {timeout_s:g} s")
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL input worker `index` (no chance to say goodbye) and reap it."""

@@ -1,6 +1,6 @@
 """AVC training (section 2.2): a custom distributed loop.
 
-Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (DESIGN.md), so
+Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (docs/DESIGN.md), so
 the loop is explicit and the same for one device, MirroredStrategy and
 MultiWorkerMirroredStrategy:
 

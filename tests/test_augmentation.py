@@ -3,7 +3,8 @@
 A coloured, left-right asymmetric frame (left half reddish, right half
 bluish, both with max channel V = 0.75 and min m = 0.45, so no jitter clips)
 goes through `l3.image.train_image` and through the pair pipeline
-(`l3.pairs.make_dataset`, training) from real TFRecords, both when the
+(`l3.pairs.make_dataset`, training, whose uint8 frames the training step
+finishes with `l3.image.jitter_batch`) from real TFRecords, both when the
 stored frame must be resized (decode, resize, crop: `train_image`) and when it
 is already at the preset's `resize_side` (crop-then-decode,
 `decode_and_crop_jpeg`). From each output the augmentation is read back:
@@ -81,10 +82,16 @@ def _write_records(path: str, frame: np.ndarray, videos: int = 8):
 
 
 def _pipeline_views(path: str, n: int):
+    """The pipeline's uint8 training frames, finished as the training step does:
+    `image.jitter_batch` (scaling to [0, 1], brightness and saturation) per batch."""
     options = pairs.PipelineOptions(batch_size=32, seed=3, deterministic=True,
                                     num_pairs=n)
     ds = pairs.make_dataset(path, SMALL, training=True, options=options)
-    views = np.concatenate([b[0].numpy() for b in ds])[:n]
+    views = []
+    for i, batch in enumerate(ds):
+        assert batch[0].dtype == tf.uint8  # frames travel as uint8 (issue 11)
+        views.append(image.jitter_batch(batch[0], tf.constant([3, i], tf.int64)).numpy())
+    views = np.concatenate(views)[:n]
     assert len(views) == n
     return views
 

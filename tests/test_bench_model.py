@@ -1,5 +1,5 @@
 """benchmarks/bench_model.py runs (JAX backend, small preset, no timing claims) and
-counts the paper network's FLOPs as DESIGN.md states them (10.3 GFLOP forward)."""
+counts the paper network's FLOPs as docs/DESIGN.md states them (10.3 GFLOP forward)."""
 
 import json
 import os

@@ -77,7 +77,7 @@ def test_folder_build_records_summary_and_skips(corpus, tmp_path):
     with open(out / "warnings.jsonl") as f:
         warned = [json.loads(line) for line in f]
     assert [w["video_id"] for w in warned] == ["dogs/damaged.mp4"]
-    assert "decode error" in warned[0]["warnings"][0]
+    assert "to decoding errors" in warned[0]["warnings"][0]
 
     shards = sorted(glob.glob(str(out / "train-*.tfrecord")))
     assert [os.path.basename(s) for s in shards] == [records.shard_name("train", i, 2) for i in range(2)]

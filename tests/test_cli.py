@@ -24,6 +24,7 @@ BAD_INPUTS = {
                            "--input={missing} does not exist"),
     "l3-train": (["--train_pattern={missing}/train-*.tfrecord", "--model_dir={tmp}/run"],
                  "--train_pattern={missing}/train-*.tfrecord matches no files"),
+    "l3-data-service": (["--role=worker"], "--role=worker needs --dispatcher_address=host:port"),
     "l3-eval-avc": (["--data_pattern={missing}/*.tfrecord", "--model_dir={tmp}"],
                     "--data_pattern={missing}/*.tfrecord matches no files"),
     "l3-export": (["--model_dir={missing}", "--output_dir={tmp}/export"],

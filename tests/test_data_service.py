@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from l3 import data_service, model as model_lib, pairs, presets
 from l3.local_service import LocalDataService, free_port
-from tests.record_fixtures import SyntheticCorpus, write_synthetic_shards
+from tests.record_fixtures import SyntheticCorpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = presets.SMALL
@@ -36,14 +36,6 @@ def _env(**extra):
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.update(extra)
     return env
-
-
-@pytest.fixture(scope="module")
-def learnable_shards(tmp_path_factory):
-    d = tmp_path_factory.mktemp("svc_shards")
-    write_synthetic_shards(str(d), num_videos=8, seconds=3.0, fps=4.0, num_shards=2,
-                           labels=["a", "b", "c", "d"], learnable=True)
-    return str(d / "*.tfrecord")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +163,10 @@ def test_sigkilled_trainer_resumes_step_and_weights_while_the_service_runs(
     final = tf.train.load_checkpoint(str(run_dir / f"ckpt-{saved + 3}"))
     assert final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 3
     assert final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == saved + 3
-    assert service.dispatcher.poll() is None and all(w.poll() is None for w in service.workers)
+    # The service kept running (the worker SIGKILLed by an earlier test was reaped then).
+    running = [w for w in service.workers if w.returncode is None]
+    assert len(running) == 2 and all(w.poll() is None for w in running)
+    assert service.dispatcher.poll() is None
 
 
 def test_unreachable_dispatcher_is_a_one_line_error_in_bounded_time(learnable_shards, tmp_path):
@@ -220,7 +215,8 @@ def test_a_restarted_dispatcher_resumes_from_its_journal(service):
     before = {int(next(iterator)) for _ in range(20)}
     service.stop_dispatcher()
     service.start_dispatcher()  # same port, same --work_dir
-    service.wait_for_workers(2)
+    # The journal also lists the worker SIGKILLed earlier in this module.
+    service.wait_for_workers(2, at_least=True)
     after = {int(next(iterator)) for _ in range(20)}
     assert len(before) == 20 and len(after) == 20
     assert not before & after  # the same job went on: no element handed out twice

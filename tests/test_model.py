@@ -1,4 +1,4 @@
-"""Model: every size of DESIGN.md, exact parameter counts, config and .keras round trips."""
+"""Model: every size of docs/DESIGN.md, exact parameter counts, config and .keras round trips."""
 
 import numpy as np
 import keras

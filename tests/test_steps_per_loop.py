@@ -12,18 +12,15 @@ import tensorflow as tf
 
 from l3 import presets, train
 from l3.train_utils import loop_length
-from tests.record_fixtures import write_synthetic_shards
 
 SMALL = presets.SMALL
 _MAKE_LOOP_FUNCTION = train.Trainer.make_loop_function
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    d = tmp_path_factory.mktemp("spl_shards")
-    write_synthetic_shards(str(d), num_videos=8, seconds=3.0, fps=4.0, num_shards=2,
-                           labels=["a", "b", "c", "d"], learnable=True)
-    return str(d / "*.tfrecord")
+def shards(learnable_shards):
+    """conftest's learnable shards (8 videos, 4 classes, 3 s each)."""
+    return learnable_shards
 
 
 def test_loop_length_stops_at_every_boundary():

@@ -22,7 +22,6 @@ import pytest
 import tensorflow as tf
 
 from l3 import evaluate, model as model_lib, presets, train
-from tests.record_fixtures import write_synthetic_shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = presets.SMALL
@@ -30,12 +29,9 @@ CLASSES = ["a", "b", "c", "d"]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """Glob of 2 learnable shards (8 videos, 4 classes, 3 s each)."""
-    d = tmp_path_factory.mktemp("shards")
-    write_synthetic_shards(str(d), num_videos=8, seconds=3.0, fps=4.0, num_shards=2,
-                           labels=CLASSES, learnable=True)
-    return str(d / "*.tfrecord")
+def shards(learnable_shards):
+    """conftest's learnable shards (8 videos, 4 classes, 3 s each)."""
+    return learnable_shards
 
 
 def _config(shards, model_dir, **kwargs):
@@ -222,7 +218,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
     config = _config("unused", tmp_path, global_batch_size=4, train_steps=10, checkpoint_every=2)
     # Step 6 is a checkpoint step whose input is NaN: it must be caught before saving.
-    with pytest.raises(train.NonFiniteLossError, match=r"NaN/Inf at step 6.*ckpt-4"):
+    with pytest.raises(train.NonFiniteLossError, match=r"(loss is nan|values are NaN/Inf) at step 6: stopped.*ckpt-4"):
         train.train(config, dataset_fn=nan_after(5))
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
     assert not glob.glob(str(tmp_path / "ckpt-6*"))
@@ -388,3 +384,48 @@ def test_a_clean_two_worker_run_reads_clean(shards, tmp_path):
         tail = log[log.index("completed at step 4"):]
         assert not re.search(r"StartAbort|UNAVAILABLE|Connection refused", tail), tail
     assert len({d for w in worker for d in _digests(w)}) == 1
+
+
+# Runs l3-train with CheckpointManager._record_state patched to SIGKILL the process when
+# it is about to record ckpt-8: that checkpoint has its data and index files on disk, but
+# the `checkpoint` file (what latest_checkpoint reads) still names the previous one.
+_KILL_WHILE_SAVING = """
+import os, signal, sys
+from tensorflow.python.checkpoint import checkpoint_management as cm
+record = cm.CheckpointManager._record_state
+def killing_record_state(self):
+    if str(self.latest_checkpoint).endswith("ckpt-8"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(self)
+cm.CheckpointManager._record_state = killing_record_state
+from l3.bin import train
+sys.argv = ["l3-train", *sys.argv[1:]]
+train.run()
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint(shards, tmp_path):
+    """Issue 17, item 6: a trainer killed (SIGKILL, a real process) in the middle of saving
+    ckpt-8 leaves ckpt-4 loadable and named as the latest; the same command resumes from it
+    and finishes; a half-written checkpoint from a kill even earlier in a save is ignored."""
+    model_dir = tmp_path / "run"
+    args = ["--train_steps=12", "--checkpoint_every=4", "--strategy=one_device"]
+    cmd = _train_cmd(shards, model_dir, *args)
+    killed = subprocess.run([sys.executable, "-c", _KILL_WHILE_SAVING, *cmd[3:]], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert os.path.exists(model_dir / "ckpt-8.index")  # written, never recorded
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")
+    assert tf.train.load_checkpoint(str(model_dir / "ckpt-4")).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    # A save killed earlier still: its temporary files, truncated.
+    temp = model_dir / "ckpt-8_temp"
+    temp.mkdir()
+    (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"resumed from {model_dir}/ckpt-4 (step 4)" in out
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-12")
+    assert tf.train.load_checkpoint(str(model_dir / "ckpt-8")).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE") == 8

@@ -120,7 +120,9 @@ def test_export_and_checkpoints_on_a_full_disk(tmp_path, small_disk):
         train.train(config)
     assert not glob.glob(os.path.join(model_dir, "ckpt-2*")), os.listdir(model_dir)
     assert tf.train.latest_checkpoint(model_dir) is None
-    disk.grow("64m")
+    # ~155 MB: the non-deterministic input iterator's state (512 open records
+    # x K draws, WORKSPACE_NOTES.md "How the K draws are spread") and the model.
+    disk.grow("512m")
     assert train.train(config)["step"] == 2
     export.export_model(avc, presets.SMALL, out)
     assert sorted(os.listdir(out))[:2] == ["audio_encoder", "audio_encoder.keras"]

@@ -14,11 +14,11 @@ killed. The logic lives in `l3.data_service`; this is only flags.
 
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
-from l3 import data_service
+from l3 import data_service, errors
+from l3.bin import cli
 
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server to run.", required=True)
 flags.DEFINE_integer("port", None, "Port to serve on (default: dispatcher "
@@ -37,21 +37,26 @@ FLAGS = flags.FLAGS
 
 
 def _check_flags():
+    """Raises `errors.UsageError` (one line, exit 2) for flags that cannot work together."""
     port = FLAGS.port
     if port is not None and not 0 <= port < 65536:
-        raise ValueError(f"--port={port}: must be in 0..65535")
+        raise errors.UsageError(f"--port={port}: must be in 0..65535")
     if FLAGS.role == "dispatcher":
         for name in ("dispatcher_address", "worker_address"):
             if FLAGS[name].value is not None:
-                raise ValueError(f"--{name} is for --role=worker")
+                raise errors.UsageError(f"--{name} is for --role=worker")
         if FLAGS.report_every_s <= 0:
-            raise ValueError(f"--report_every_s={FLAGS.report_every_s}: must be > 0")
+            raise errors.UsageError(f"--report_every_s={FLAGS.report_every_s}: must be > 0")
+        cli.check_output_dir("work_dir")
     else:
         if FLAGS.work_dir is not None:
-            raise ValueError("--work_dir is for --role=dispatcher (the journal)")
+            raise errors.UsageError("--work_dir is for --role=dispatcher (the journal)")
         if not FLAGS.dispatcher_address:
-            raise ValueError("--role=worker needs --dispatcher_address=host:port")
-        data_service.parse_address(FLAGS.dispatcher_address, "--dispatcher_address")
+            raise errors.UsageError("--role=worker needs --dispatcher_address=host:port")
+        try:
+            data_service.parse_address(FLAGS.dispatcher_address, "--dispatcher_address")
+        except ValueError as e:
+            raise errors.UsageError(str(e)) from None
 
 
 def _run_dispatcher():
@@ -79,16 +84,19 @@ def _run_worker():
 
 def main(argv):
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise errors.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
-    if FLAGS.role == "dispatcher":
-        _run_dispatcher()
-    else:
-        _run_worker()
+    try:
+        if FLAGS.role == "dispatcher":
+            _run_dispatcher()
+        else:
+            _run_worker()
+    except data_service.DataServiceError as e:  # dispatcher unreachable: the cluster's, not a bug
+        cli.fail("l3-data-service", str(e), 1)
 
 
 def run():
-    app.run(main)
+    cli.run(main, "l3-data-service")
 
 
 if __name__ == "__main__":

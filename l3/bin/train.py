@@ -17,7 +17,7 @@ import sys
 from absl import flags
 from absl import logging
 
-from l3 import constants, data_service, distribute, fileio, presets
+from l3 import constants, data_service, distribute, errors, fileio, presets
 from l3 import train as train_lib
 from l3.bin import cli
 
@@ -87,6 +87,14 @@ def main(argv):
     cli.check_matches("train_pattern")
     cli.check_matches("eval_pattern")
     cli.check_output_dir("model_dir")
+    if FLAGS.data_service_address:
+        try:
+            data_service.parse_address(FLAGS.data_service_address)
+        except ValueError as e:
+            raise errors.UsageError(str(e)) from None
+    for name in ("pairs_per_video", "steps_per_loop"):
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            raise errors.UsageError(f"--{name}={FLAGS[name].value}: must be >= 1")
     config = train_lib.TrainConfig(**{
         field: getattr(FLAGS, field) for field in train_lib.TrainConfig.__dataclass_fields__
         if field in FLAGS})
@@ -96,8 +104,8 @@ def main(argv):
     except train_lib.NonFiniteLossError as e:
         logging.error("%s", e)
         sys.exit(NON_FINITE_EXIT)
-    except data_service.DataServiceError as e:
-        sys.exit(f"l3-train: error: {e}")
+    except data_service.DataServiceError as e:  # dispatcher unreachable: exit 1, one line
+        cli.fail("l3-train", str(e), 1)
     if FLAGS.output_json and summary["is_chief"]:
         fileio.write_json(FLAGS.output_json, summary)
     if summary["is_chief"]:

@@ -42,6 +42,7 @@ from l3 import constants as C
 from l3 import evaluate as evaluate_lib
 from l3 import export as export_lib
 from l3 import fileio
+from l3 import image as image_lib
 from l3 import model as model_lib
 from l3 import pairs as pairs_lib
 from l3 import presets as presets_lib
@@ -238,12 +239,15 @@ def build_pretraining_model(vision_classifier: keras.Model, audio_classifier: ke
 
 
 def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, learning_rate: float,
-                 weight_decay: float, log_every: int = 100,
+                 weight_decay: float, log_every: int = 100, seed: int = 0,
                  optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
     """Trains `avc`'s trainable (fusion) weights on AVC pair batches; returns mean losses.
 
     Loss: cross-entropy + `supervised.weight_decay_loss` (0.5 * wd * sum(w^2))
     of the trainable kernels; `optimizer` replaces Adam(learning_rate) when given.
+    The training pipeline's uint8 views [b, S, S, 3] get the step's end of the
+    augmentation as AVC training does (`l3.image.jitter_batch`, seeded by
+    (seed, step)); float images are taken as finished.
     """
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
     variables = avc.trainable_variables
@@ -251,7 +255,9 @@ def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, lear
     decayed = model_lib.weight_decay_variables(avc)
 
     @tf.function
-    def step(image, waveform, label):
+    def step(image, waveform, label, step_seed):
+        if image.dtype == tf.uint8:
+            image = image_lib.jitter_batch(image, step_seed)
         with tf.GradientTape() as tape:
             logits = avc({"image": image, "waveform": waveform}, training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -262,7 +268,8 @@ def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, lear
 
     history, window = [], []
     for i, batch in enumerate(dataset.take(steps)):
-        window.append(float(step(*_unpack(batch))))
+        step_seed = tf.constant([seed, i], tf.int64)
+        window.append(float(step(*_unpack(batch), step_seed)))
         if len(window) == log_every or i == steps - 1:
             history.append(float(np.mean(window)))
             logging.info("fusion step %d: loss %.4f", i + 1, history[-1])
@@ -362,7 +369,7 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
         options=pairs_lib.PipelineOptions(batch_size=batch_size, seed=config.seed))
     fusion_losses = train_fusion(avc, pair_train, steps=config.pretraining_steps,
                                  learning_rate=learning_rate, weight_decay=preset.weight_decay,
-                                 log_every=config.log_every)
+                                 log_every=config.log_every, seed=config.seed)
 
     scorers = {DIRECT: direct, PRETRAINING: avc_probability_fn(avc)}
     if l3_export_dir is not None:
