@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.machine import machine_info  # noqa: E402
 from l3 import fileio
 from l3 import model as model_lib
+from l3 import precision
 from l3 import presets as presets_lib
 from l3 import train as train_lib
 
@@ -46,7 +47,7 @@ flags.DEFINE_list("presets", ["small", "paper"], "Presets to measure.")
 flags.DEFINE_integer("batch_size", None,
                      "Pairs per step (default: small 64, paper 16 = one GPU's share of 256).")
 flags.DEFINE_integer("steps", None, "Timed steps (default: enough for ~10 s, at least 3).")
-flags.DEFINE_enum("mixed_precision", "none", list(train_lib.MIXED_PRECISION), "Precision.")
+flags.DEFINE_enum("mixed_precision", "none", list(precision.MIXED_PRECISION), "Precision.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the step.")
 flags.DEFINE_integer("matmul_size", None, "Side of the peak-measuring matmul (default: 4096 "
                      "on GPU, 2048 on CPU).")

@@ -8,6 +8,7 @@ message.
 """
 
 import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -169,3 +170,21 @@ def test_unexpected_errors_keep_their_traceback(tmp_path):
                           cwd=str(tmp_path), timeout=60)
     assert "Traceback" in proc.stderr and "KeyError: 'no such key'" in proc.stderr
     assert proc.returncode == 1
+
+
+@pytest.mark.parametrize("prog", ["l3-build-tfrecords", "l3-train", "l3-export"])
+def test_help_of_the_installed_script_lists_its_flags(prog):
+    """`l3-x --help` through the console-script wrapper pip installs (not `python -m`,
+    where the binary's module is `__main__`): its usage text and every flag it defines."""
+    script = os.path.join(os.path.dirname(sys.executable), prog)
+    assert os.path.exists(script), f"{script}: not installed (pip install -e .)"
+    module = console_scripts()[prog]
+    with open(importlib.util.find_spec(module).origin) as f:
+        defined = re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', f.read())
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([script, "--help"], env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # (absl's --help exits 1)
+    assert proc.stdout.lstrip().startswith(f"{prog}: "), proc.stdout[:500]
+    missing = [name for name in defined
+               if f"--{name}" not in proc.stdout and f"--[no]{name}" not in proc.stdout]
+    assert defined and not missing, (missing, proc.stdout)

@@ -43,11 +43,20 @@ def run(main: Callable, prog: str) -> None:
             fail(prog, _write_message(e), WRITE_EXIT)
 
     def parse(argv: List[str]) -> List[str]:
+        # `--help` lists the main module's flags, and absl takes the main module
+        # to be `sys.argv[0]`: a console script's wrapper, not the binary's
+        # module that defines them. Make them key flags of the wrapper too.
+        for flag in FLAGS.get_flags_for_module(main.__module__):
+            FLAGS.register_key_flag_for_module(argv[0], flag)
         try:
             return FLAGS(argv)
         except flags.Error as e:
             fail(prog, f"{e} (--helpshort lists the flags)", USAGE_EXIT)
 
+    # ... and the usage text is `__main__`'s docstring: the binary's, please.
+    wrapper = sys.modules.get("__main__")
+    if wrapper is not None and not wrapper.__doc__:
+        wrapper.__doc__ = sys.modules[main.__module__].__doc__
     app.run(guarded, flags_parser=parse)
 
 

@@ -17,11 +17,12 @@ import sys
 from absl import flags
 from absl import logging
 
-from l3 import constants, data_service, distribute, errors, fileio, presets
+from l3 import constants, data_service, distribute, errors, fileio, precision, presets
 from l3 import train as train_lib
+from l3.train_config import TrainConfig
 from l3.bin import cli
 
-_D = train_lib.TrainConfig  # defaults live in one place
+_D = TrainConfig  # defaults live in one place
 
 flags.DEFINE_string("train_pattern", None, "Glob of training TFRecord shards.", required=True)
 flags.DEFINE_string("eval_pattern", None, "Glob of held-out shards for periodic AVC accuracy.")
@@ -42,7 +43,7 @@ flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the pres
 flags.DEFINE_float("weight_decay", None,
                    "L2 weight decay wd: the loss adds 0.5 * wd * sum ||kernel||^2 "
                    "(gradient wd * w; default: the preset's, 1e-5).")
-flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(train_lib.MIXED_PRECISION),
+flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(precision.MIXED_PRECISION),
                   "Compute precision; fp16 uses dynamic loss scaling.")
 flags.DEFINE_bool("jit_compile", _D.jit_compile, "XLA-compile the forward/backward pass.")
 flags.DEFINE_bool("sync_batch_norm", _D.sync_batch_norm,
@@ -95,8 +96,8 @@ def main(argv):
     for name in ("pairs_per_video", "steps_per_loop"):
         if FLAGS[name].value is not None and FLAGS[name].value < 1:
             raise errors.UsageError(f"--{name}={FLAGS[name].value}: must be >= 1")
-    config = train_lib.TrainConfig(**{
-        field: getattr(FLAGS, field) for field in train_lib.TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{
+        field: getattr(FLAGS, field) for field in TrainConfig.__dataclass_fields__
         if field in FLAGS})
     config = dataclasses.replace(config, preset=presets.preset_key(FLAGS.preset, FLAGS.input_repr))
     try:
