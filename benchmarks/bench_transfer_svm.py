@@ -86,7 +86,7 @@ def synthetic_features(clips: int, subclips: int, dim: int, classes: int, seed: 
 
 def run_benchmark(*, clips: int = 2000, subclips: int = 10, dim: int = 6144, classes: int = 50,
                   config: SvmProtocolConfig = SvmProtocolConfig(), single_fits: bool = True,
-                  liblinear_classes: int = 0, signal: float = 1.0) -> Dict:
+                  liblinear_classes: int = 0, signal: float = SIGNAL) -> Dict:
     c_grid, tol = config.c_grid, config.tol
     x, labels = synthetic_features(clips, subclips, dim, classes, signal=signal)
     test = (np.arange(clips) // classes) % 5 == 0
