@@ -88,13 +88,19 @@ class TrainConfig:
     on_damaged_shard: Optional[str] = None
 
     def resolved(self) -> "TrainConfig":
-        """A copy with the preset's defaults filled in and `train_steps` computed."""
+        """A copy with the preset's defaults filled in and `train_steps` computed.
+
+        Raises ValueError for values no run can take (`l3-train` reports it as
+        a usage error before anything starts).
+        """
         preset = presets_lib.get_preset(self.preset)
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, "
                              f"got {self.mixed_precision!r}")
-        if self.steps_per_loop is not None and self.steps_per_loop < 1:
-            raise ValueError(f"steps_per_loop must be >= 1, got {self.steps_per_loop}")
+        for name in ("steps_per_loop", "pairs_per_video"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if self.data_service_address:
             data_service.parse_address(self.data_service_address)
         batch = self.global_batch_size or preset.global_batch_size

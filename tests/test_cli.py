@@ -188,3 +188,17 @@ def test_help_of_the_installed_script_lists_its_flags(prog):
     missing = [name for name in defined
                if f"--{name}" not in proc.stdout and f"--[no]{name}" not in proc.stdout]
     assert defined and not missing, (missing, proc.stdout)
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("--pairs_per_video=0", "pairs_per_video must be >= 1, got 0"),
+    ("--data_service_address=localhost", "--data_service_address='localhost': expected grpc://host:port"),
+])
+def test_train_config_checks_are_usage_errors(tmp_path, flag, expected):
+    """l3-train runs TrainConfig's own checks before anything starts: one line, exit 2, no run folder."""
+    (tmp_path / "train-0.tfrecord").write_bytes(b"")
+    proc = run_module("l3.bin.train", [f"--train_pattern={tmp_path}/train-*.tfrecord",
+                                       f"--model_dir={tmp_path}/run", "--preset=small", flag],
+                      cwd=str(tmp_path))
+    assert_one_line_error(proc, "l3-train", expected)
+    assert not (tmp_path / "run").exists()

@@ -88,18 +88,14 @@ def main(argv):
     cli.check_matches("train_pattern")
     cli.check_matches("eval_pattern")
     cli.check_output_dir("model_dir")
-    if FLAGS.data_service_address:
-        try:
-            data_service.parse_address(FLAGS.data_service_address)
-        except ValueError as e:
-            raise errors.UsageError(str(e)) from None
-    for name in ("pairs_per_video", "steps_per_loop"):
-        if FLAGS[name].value is not None and FLAGS[name].value < 1:
-            raise errors.UsageError(f"--{name}={FLAGS[name].value}: must be >= 1")
     config = TrainConfig(**{
         field: getattr(FLAGS, field) for field in TrainConfig.__dataclass_fields__
         if field in FLAGS})
     config = dataclasses.replace(config, preset=presets.preset_key(FLAGS.preset, FLAGS.input_repr))
+    try:  # the config's own checks (address, loop length, K), before anything starts
+        config.resolved()
+    except ValueError as e:
+        raise errors.UsageError(str(e)) from None
     try:
         summary = train_lib.train(config)
     except train_lib.NonFiniteLossError as e:
