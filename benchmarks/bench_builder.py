@@ -32,10 +32,11 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import fileio, media  # noqa: E402
+from l3.core import fileio  # noqa: E402
+from l3 import media
 # l3.records imports TensorFlow, which the builder's shard writer needs: importing it here
 # keeps that import out of the timed build.
-from l3 import records  # noqa: E402,F401
+from l3.records import schema as records  # noqa: E402,F401
 from l3_tfrecords import builder, inputs  # noqa: E402
 
 STAGES = ("decode", "convert", "resample", "jpeg", "write")

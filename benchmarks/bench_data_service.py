@@ -38,8 +38,9 @@ from absl import app, flags  # noqa: E402
 
 from benchmarks.bench_pipeline import write_benchmark_shards  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import data_service, fileio, pairs, presets  # noqa: E402
-from l3.local_service import LocalDataService  # noqa: E402
+from l3.pairs import data_service, pipeline as pairs  # noqa: E402
+from l3.core import fileio, presets
+from l3.pairs.local_service import LocalDataService  # noqa: E402
 
 
 def _time_batches(dataset, warmup: int, batches: int, batch_size: int) -> Dict[str, float]:

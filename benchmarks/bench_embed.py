@@ -34,7 +34,9 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import export, fileio, model as model_lib, presets as presets_lib  # noqa: E402
+from l3.export import writer as export  # noqa: E402
+from l3.core import fileio, presets as presets_lib
+from l3.model import network as model_lib
 from l3.embeddings import api, files  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -66,7 +66,7 @@ def installed_backends() -> List[str]:
 
 def forward_flops(avc_model) -> Dict[str, int]:
     """FLOPs of one pair's forward pass per subnetwork (conv + dense; 2 per multiply-add)."""
-    from l3 import model as model_lib  # noqa: PLC0415  (after the backend is chosen)
+    from l3.model import network as model_lib  # noqa: PLC0415  (after the backend is chosen)
     counts = {}
     for name, net in model_lib.subnetworks(avc_model).items():
         total = 0
@@ -265,7 +265,8 @@ def run_worker(backend: str, *, preset_name: str, batch_sizes, dtypes, min_secon
     """Measures one backend in this process (KERAS_BACKEND must already be `backend`)."""
     start = time.perf_counter()
     import keras  # noqa: PLC0415  (after KERAS_BACKEND is set)
-    from l3 import model as model_lib, presets  # noqa: PLC0415
+    from l3.model import network as model_lib  # noqa: PLC0415
+    from l3.core import presets
     if keras.backend.backend() != backend:
         raise RuntimeError(f"KERAS_BACKEND is {keras.backend.backend()!r}, not {backend!r}")
     impl = {"tensorflow": lambda: _TF(tf_jit), "jax": _JAX, "torch": _Torch}[backend]()
@@ -394,7 +395,7 @@ def main(argv):
                            tf_jit=FLAGS.tf_jit_compile, matmul_size=FLAGS.matmul_size)
     print(format_table(report))
     if FLAGS.output_json:
-        from l3 import fileio  # noqa: PLC0415  (keeps --help free of the l3 import)
+        from l3.core import fileio  # noqa: PLC0415  (keeps --help free of the l3 import)
         fileio.write_json(FLAGS.output_json, report)
 
 

@@ -61,16 +61,18 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import constants as C  # noqa: E402
-from l3 import fileio  # noqa: E402
-from l3 import image as image_lib  # noqa: E402
-from l3 import pair_ops, pairs, presets, records  # noqa: E402
+from l3.core import constants as C  # noqa: E402
+from l3.core import fileio  # noqa: E402
+from l3.ops import image as image_lib  # noqa: E402
+from l3.pairs import sampling as pair_ops, pipeline as pairs  # noqa: E402
+from l3.core import presets
+from l3.records import schema as records
 
 
 def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.0, fps: float = 4.0,
                            num_shards: int = 4) -> List[str]:
     """Synthetic builder-like shards (see the module docstring)."""
-    from tests.record_fixtures import SyntheticCorpus  # test-only data: imported only when used
+    from tests.fixtures.records import SyntheticCorpus  # test-only data: imported only when used
     corpus = SyntheticCorpus(num_videos=num_videos, seconds=seconds, fps=fps, frame_size=(256, 340),
                              frame_noise=12.0)
     return corpus.write(directory, num_shards)

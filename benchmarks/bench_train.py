@@ -37,11 +37,11 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import fileio
-from l3 import model as model_lib
-from l3 import precision
-from l3 import presets as presets_lib
-from l3 import train as train_lib
+from l3.core import fileio
+from l3.model import network as model_lib
+from l3.train import precision
+from l3.core import presets as presets_lib
+from l3.train import loop as train_lib
 
 flags.DEFINE_list("presets", ["small", "paper"], "Presets to measure.")
 flags.DEFINE_integer("batch_size", None,

@@ -34,9 +34,9 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.machine import machine_info  # noqa: E402
-from l3 import fileio  # noqa: E402
-from l3.transfer import linear_svm, protocol  # noqa: E402
-from l3.transfer.protocol_config import SvmProtocolConfig  # noqa: E402
+from l3.core import fileio  # noqa: E402
+from l3.eval.transfer import linear_svm, protocol  # noqa: E402
+from l3.eval.transfer.protocol_config import SvmProtocolConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 ESC50_FOLDS = 5

@@ -26,7 +26,7 @@ import time
 
 from absl import app, flags
 
-from l3 import fileio
+from l3.core import fileio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

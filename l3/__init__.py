@@ -1,9 +1,22 @@
 """l3: Look, Listen and Learn (Arandjelović & Zisserman, ICCV 2017) in TF2 / Keras 3.
 
-Modules: `constants` (paper numbers), `presets`, `audio` and `image` (front
-ends and augmentation), `records` (TFRecord schema), `pairs` (AVC pair
-pipeline), `model`, `train`, `export`, `transfer`, `analysis`, `embeddings`
-and `hear` (embedding API, HEAR 2021 API); binaries in `l3.bin`.
+Packages, in the order of the data flow (each imports only those above it;
+tests/test_layout.py checks it against docs/DESIGN.md):
+
+  core        paper constants, presets, error kinds, atomic writes, the CLI runner
+  media       PyAV decoding (videos, audio) and media writing
+  records     the TFRecord schema, framing, shard reading under the damage policy
+  ops         image and audio ops (crops, flips, jitter, gain, decimation)
+  model       L3-Net and its spectrogram front ends (backend-neutral Keras)
+  pairs       AVC pair sampling, the pair pipeline, the tf.data service
+  train       training configuration, step, loop, input, distribution, checkpoints
+  export      exported encoders: writer, reader, predictors
+  embeddings  the openl3-style API, l3-embed, the HEAR API (`l3.hear`)
+  eval        AVC accuracy, linear transfer, analyses
+  demo        the whole chain on the bundled synthetic corpus
+  bin         the console scripts' binaries
+
+The builder, `l3_tfrecords` (folder `tfrecords/`), sits between eval and demo.
 
 The openl3-style embedding API lives at the package top:
 
@@ -19,6 +32,11 @@ __version__ = "0.1.0"
 # on the first encoder call, TensorFlow) loads when one is first touched.
 _API = ("get_audio_embedding", "get_image_embedding", "process_audio_file",
         "process_image_file", "process_video_file")
+
+
+from l3 import _aliases
+
+_aliases.install()  # old import paths (l3.pair_ops, l3.transfer, ...) for one release
 
 
 def __getattr__(name):

@@ -45,7 +45,7 @@ from typing import List, Optional, Sequence
 from absl import app
 from absl import flags
 
-from l3.local_service import LocalDataService
+from l3.pairs.local_service import LocalDataService
 
 flags.DEFINE_integer("num_workers", 2, "Worker processes to start.")
 flags.DEFINE_string("module", "l3.bin.train", "Python module each worker runs.")

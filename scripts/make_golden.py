@@ -1,10 +1,10 @@
-r"""Writes tests/golden/{small,paper}.npz: reference encoder outputs of a seeded model.
+r"""Writes tests/fixtures/golden/{small,paper}.npz: reference encoder outputs of a seeded model.
 
   .venv/bin/python scripts/make_golden.py            # both presets
   .venv/bin/python scripts/make_golden.py --check    # compare only, write nothing
 
 tests/test_golden.py compares today's `embedding` and `conv4_2_pooled` (audio
-and vision) of the seeded model on fixed inputs (tests/golden_reference.py)
+and vision) of the seeded model on fixed inputs (tests/fixtures/golden_reference.py)
 with these files, so that any change that moves the numbers - the
 spectrogram front end, a layer, padding, pooling, batch norm, initialisation
 - fails a test.
@@ -26,11 +26,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from l3 import fileio, model, presets  # noqa: E402
-from tests import golden_reference  # noqa: E402
+from l3.core import fileio, presets  # noqa: E402
+from l3.model import network as model
+from tests.fixtures import golden_reference  # noqa: E402
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "tests", "golden")
+                          "tests", "fixtures", "golden")
 
 
 def _versions() -> str:

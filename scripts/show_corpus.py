@@ -22,7 +22,7 @@ import numpy as np
 import soxr
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from l3 import corpus  # noqa: E402
+from l3.demo import corpus  # noqa: E402
 
 
 def _log_spec(x, sr):

@@ -26,8 +26,9 @@ import os
 
 from absl import app, flags
 
-from l3 import kinetics_sounds, media
-from l3.bin import cli
+from l3.core import kinetics_sounds
+from l3 import media
+from l3.core import cli
 
 from . import builder, inputs, shards
 

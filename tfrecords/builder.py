@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from l3 import errors, media
+from l3.core import errors
+from l3 import media
 
 from . import inputs, shards, workers
 from .inputs import VideoItem
@@ -76,7 +77,7 @@ def _plan(items: Sequence[VideoItem], config: BuildConfig):
     """[(split, shard index, shard name, its videos)] for the shards this process owns."""
     # l3.records imports TensorFlow, which the decoding workers (that may import this
     # module as the forkserver's __main__) must not pay for.
-    from l3.records import shard_name  # noqa: PLC0415
+    from l3.records.schema import shard_name  # noqa: PLC0415
     by_split: Dict[str, List[VideoItem]] = collections.defaultdict(list)
     for item in sorted(items, key=lambda it: (it.split, it.video_id)):
         by_split[item.split or "train"].append(item)

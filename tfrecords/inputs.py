@@ -14,7 +14,7 @@ import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
-from l3 import errors
+from l3.core import errors
 
 # Containers FFmpeg reads that are used for videos. Files with these extensions
 # are all enumerated (even empty or fake ones, which the builder then skips

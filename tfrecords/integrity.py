@@ -14,7 +14,7 @@ import json
 import os
 from typing import List, Optional
 
-from l3.framing import FramingError, iter_records
+from l3.records.framing import FramingError, iter_records
 
 from . import shards
 
@@ -37,7 +37,7 @@ def check_example(data: bytes) -> Optional[str]:
     """None if `data` parses against the schema, else what is wrong."""
     # TensorFlow (seconds to import) only once a shard is read; --help stays fast.
     import tensorflow as tf  # noqa: PLC0415
-    from l3 import records  # noqa: PLC0415
+    from l3.records import schema as records  # noqa: PLC0415
     try:
         parsed = tf.io.parse_single_example(data, records.FEATURES)
     except (tf.errors.InvalidArgumentError, ValueError) as e:

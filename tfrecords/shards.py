@@ -22,7 +22,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from l3 import errors, fileio, media
+from l3.core import errors, fileio
+from l3 import media
 
 from .workers import BUILDER_REASONS, VideoResult
 
@@ -65,7 +66,7 @@ class ShardWriter:
                  settings: Dict[str, float]):
         # TensorFlow (imported by l3.records) is imported here, not at the top: the decoding
         # workers import this package and must stay free of it (seconds and ~0.5 GB each).
-        from l3 import records  # noqa: PLC0415
+        from l3.records import schema as records  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
         self.records, self.tf_errors = records, tf.errors
         self.output_dir, self.split, self.index, self.name = output_dir, split, index, name

@@ -16,8 +16,8 @@ import glob
 from absl import flags
 from tqdm import tqdm
 
-from l3 import fileio
-from l3.bin import cli
+from l3.core import fileio
+from l3.core import cli
 
 from . import integrity
 

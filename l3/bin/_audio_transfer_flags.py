@@ -3,10 +3,10 @@
 from absl import app, flags, logging
 from threadpoolctl import threadpool_limits
 
-from l3 import fileio
-from l3.bin import cli
-from l3.transfer import encoders
-from l3.transfer.protocol_config import SvmProtocolConfig
+from l3.core import fileio
+from l3.core import cli
+from l3.eval.transfer import encoders
+from l3.eval.transfer.protocol_config import SvmProtocolConfig
 
 _D = SvmProtocolConfig()  # defaults live in one place
 

@@ -30,8 +30,8 @@ takes about a minute for 2000 items; the paper preset wants a GPU.
 
 from absl import flags
 
-from l3.analysis import run as run_lib
-from l3.bin import cli
+from l3.eval.analysis import run as run_lib
+from l3.core import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "An l3-export output directory.")

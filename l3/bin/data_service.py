@@ -17,8 +17,9 @@ import time
 from absl import flags
 from absl import logging
 
-from l3 import data_service, errors
-from l3.bin import cli
+from l3.pairs import data_service
+from l3.core import errors
+from l3.core import cli
 
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server to run.", required=True)
 flags.DEFINE_integer("port", None, "Port to serve on (default: dispatcher "

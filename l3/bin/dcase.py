@@ -12,8 +12,8 @@ clip; protocol in l3/transfer/protocol.py and in the JSON.
 from absl import flags
 
 from l3.bin import _audio_transfer_flags as transfer_flags
-from l3.bin import cli
-from l3.transfer import dcase
+from l3.core import cli
+from l3.eval.transfer import dcase
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("test_dir", None, "DCASE 2013 test set (same layout): train on the "

@@ -19,8 +19,9 @@ import logging
 
 from absl import flags
 
-from l3 import constants, demo
-from l3.bin import cli
+from l3.core import constants
+from l3.demo import run as demo
+from l3.core import cli
 
 FLAGS = flags.FLAGS
 _D = demo.DemoConfig()

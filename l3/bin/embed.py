@@ -16,7 +16,7 @@ l3/embeddings/timeline.py. Defaults keep the tool's original behaviour
 
 from absl import flags, logging
 
-from l3.bin import cli
+from l3.core import cli
 from l3.embeddings import files, runner, tool
 
 FLAGS = flags.FLAGS

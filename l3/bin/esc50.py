@@ -14,8 +14,8 @@ and in the JSON's `protocol`.
 from absl import flags
 
 from l3.bin import _audio_transfer_flags as transfer_flags
-from l3.bin import cli
-from l3.transfer import esc50
+from l3.core import cli
+from l3.eval.transfer import esc50
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("esc10", False, "Evaluate on the ESC-10 subset (clips flagged esc10).")

@@ -11,8 +11,9 @@ where the records carry labels, per-class accuracy.
 
 from absl import flags
 
-from l3 import evaluate, fileio
-from l3.bin import cli
+from l3.eval import avc as evaluate
+from l3.core import fileio
+from l3.core import cli
 
 flags.DEFINE_string("data_pattern", None, "Glob of held-out TFRecord shards.", required=True)
 flags.DEFINE_string("model_dir", None, "A training run (its latest checkpoint).")

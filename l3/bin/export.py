@@ -12,8 +12,9 @@ import logging
 
 from absl import flags
 
-from l3 import constants, errors, export, presets
-from l3.bin import cli
+from l3.core import constants, errors, presets
+from l3.export import writer as export
+from l3.core import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory (l3-train --model_dir).")

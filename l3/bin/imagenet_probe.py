@@ -15,8 +15,8 @@ about 150 GB). The protocol is in l3/transfer/imagenet.py and in the JSON.
 
 from absl import app, flags
 
-from l3.bin import cli
-from l3.transfer import imagenet
+from l3.core import cli
+from l3.eval.transfer import imagenet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "An l3-export directory (its vision_encoder is probed).")

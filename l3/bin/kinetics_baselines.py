@@ -21,9 +21,9 @@ Smoke run: --preset=small --classifier_steps=100 --pretraining_steps=100
 
 from absl import flags
 
-from l3 import evaluate
-from l3.bin import cli
-from l3.transfer import kinetics_baselines as kb
+from l3.eval import avc as evaluate
+from l3.core import cli
+from l3.eval.transfer import kinetics_baselines as kb
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_pattern", None, "Glob of labelled training TFRecord shards.")

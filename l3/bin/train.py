@@ -17,10 +17,12 @@ import sys
 from absl import flags
 from absl import logging
 
-from l3 import constants, data_service, distribute, errors, fileio, precision, presets
-from l3 import train as train_lib
-from l3.train_config import TrainConfig
-from l3.bin import cli
+from l3.core import constants, errors, fileio, presets
+from l3.pairs import data_service
+from l3.train import distribute, precision
+from l3.train import loop as train_lib
+from l3.train.config import TrainConfig
+from l3.core import cli
 
 _D = TrainConfig  # defaults live in one place
 

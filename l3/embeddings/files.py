@@ -32,8 +32,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from l3 import constants as C
-from l3 import errors, fileio, media, presets
+from l3.core import constants as C
+from l3.core import errors, fileio, presets
+from l3 import media
 from l3.embeddings import inputs, runner, timeline
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif",

@@ -26,7 +26,7 @@ _CACHE_SIZE = 4
 def load_model(model):
     """An export directory (str / PathLike) or a loaded ExportedModel -> ExportedModel."""
     if isinstance(model, (str, os.PathLike)):
-        from l3 import export  # TensorFlow: imported on the first embedding call, not with l3
+        from l3.export import writer as export  # TensorFlow: imported on the first embedding call, not with l3
         path = os.path.realpath(os.fspath(model))
         info = os.path.join(path, export.EXPORT_JSON)
         key = (path, os.stat(info).st_mtime_ns if os.path.exists(info) else 0)

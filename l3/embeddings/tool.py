@@ -18,7 +18,7 @@ import os
 import time
 from typing import Dict, Optional, Sequence
 
-from l3 import fileio
+from l3.core import fileio
 from l3.embeddings import files
 
 SKIPPED_JSON = "skipped.json"

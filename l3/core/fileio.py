@@ -1,0 +1,121 @@
+"""Atomic file writes and digests: the one place results, sidecars and caches are written.
+
+Every file the project produces under a final name is written to a temporary
+file in the same directory, flushed and fsynced, then renamed over the final
+name (`os.replace` is atomic on POSIX within one filesystem). A crash, a kill
+or a full disk therefore leaves either the old file or the new one, never a
+truncated one; on any error the temporary file is removed and the error
+propagates (a full disk or a permission error as `l3.errors.WriteError`,
+an OSError, naming the final path).
+
+    with atomic_write("out/result.json", "w") as f:
+        f.write("...")
+    write_json("out/result.json", {"accuracy": np.float32(0.9)})
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+
+from l3.core import errors
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
+    """Opens a temporary sibling of `path`; on success renames it to `path`.
+
+    Creates the parent directory if needed. `mode` is "w" (text) or "wb". The file
+    gets the permissions `open(path, "w")` would give it (0666 less the umask), not
+    mkstemp's owner-only 0600, so that others can read a shared output folder.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        if errors.is_write_failure(e):
+            raise errors.write_error(path, e) from e
+        raise
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
+            yield f
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, errors.WriteError) \
+                and errors.is_write_failure(e):
+            raise errors.write_error(path, e) from e
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def json_default(o):
+    """`json.dump(default=...)` for numpy scalars and arrays."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_json(path: str, obj, *, indent: int = 2, sort_keys: bool = False) -> None:
+    """Writes `obj` as JSON (numpy values converted), atomically, with a final newline."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=indent, sort_keys=sort_keys, default=json_default)
+        f.write("\n")
+
+
+def write_jsonl(path: str, rows: Iterable[dict], *, sort_keys: bool = True) -> None:
+    """Writes one JSON object per line, atomically."""
+    with atomic_write(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=sort_keys, default=json_default) + "\n")
+
+
+def files_digest(paths: Iterable[str]) -> str:
+    """sha1 over the base names and bytes of `paths` (sorted): a cache key for a set of files."""
+    h = hashlib.sha1()
+    for path in sorted(paths):
+        h.update(os.path.basename(path).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 hex digest of one file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def arrays_digest(arrays: Iterable[np.ndarray]) -> str:
+    """sha256 of the arrays' bytes, in order: equal digests mean equal weights.
+
+    `l3.model.weights_digest(model)` applies this to a model's variables.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()

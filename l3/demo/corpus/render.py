@@ -1,0 +1,108 @@
+"""Rendering a planned video: frames uint8 [T, H, W, 3] and audio float32 [samples(, 2)].
+
+Everything random here comes from the plan's two seeds (`VideoPlan.seeds`),
+so the same plan renders the same arrays.
+"""
+
+import math
+from typing import Tuple
+
+import numpy as np
+
+from l3.demo.corpus.classes import CLASSES, OBJECT_SIZE
+from l3.demo.corpus.nuisance import DISTRACTORS, background, music, peak_normalise, speech
+from l3.demo.corpus.plan import VideoPlan
+from l3.demo.corpus.primitives import add_at, ellipse, filtered_noise, osc, paint
+
+
+def draw_object(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> None:
+    """Paints the video's object at time t into float32 [H + 2 margin, W + 2 margin, 3]."""
+    p = plan.p if not margin else dict(plan.p, x0=plan.p["x0"] + margin, y0=plan.p["y0"] + margin)
+    CLASSES[plan.label_index].draw(img, t, p, OBJECT_SIZE * min(plan.size))
+
+
+def render_frames(plan: VideoPlan) -> np.ndarray:
+    """uint8 [duration * fps, H, W, 3]."""
+    rng = np.random.default_rng(plan.seeds[0])
+    h, w = plan.size
+    s = min(h, w)
+    q = plan.nuisance
+    m = int(math.ceil(q["pan_amp"])) + 3
+    bg = background(rng, h + 2 * m, w + 2 * m)
+    n = plan.duration * plan.fps
+    frames = np.empty((n, h, w, 3), np.float32)
+    for k in range(n):
+        t = k / plan.fps
+        img = bg.copy()
+        d = q["distractor"]
+        if d is not None:   # passes behind the object
+            x = (d["x0"] + d["speed"] * t) % 1.6 - 0.3
+            paint(img, d["y"] * h + m, x * w + m, d["r"] * s * 1.6, ellipse(d["r"] * s, 1.5 * d["r"] * s),
+                  d["colour"])
+        draw_object(img, plan, t, m)
+        oy = m + q["pan_amp"] * math.sin(0.5 * t + q["pan"][0])
+        ox = m + q["pan_amp"] * math.sin(0.4 * t + q["pan"][1])
+        if q["shake"]:
+            oy, ox = oy + rng.uniform(-1.5, 1.5), ox + rng.uniform(-1.5, 1.5)
+        oy, ox = int(np.clip(round(oy), 0, 2 * m)), int(np.clip(round(ox), 0, 2 * m))
+        frames[k] = img[oy:oy + h, ox:ox + w]
+    t = np.arange(n) / plan.fps
+    frames *= (255 * (1 + q["flicker"] * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 2 * np.pi))))[
+        :, None, None, None].astype(np.float32)
+    # Sensor noise: one grain field, a random window of it per frame (cheap).
+    grain = rng.standard_normal((2 * h, 2 * w, 1), dtype=np.float32) * np.float32(255 * q["sensor"])
+    for k, (gy, gx) in enumerate(zip(rng.integers(0, h, n), rng.integers(0, w, n))):
+        frames[k] += grain[gy:gy + h, gx:gx + w]
+    return np.clip(frames + 0.5, 0, 255, out=frames).astype(np.uint8)
+
+
+def render_audio(plan: VideoPlan) -> np.ndarray:
+    """float32 [duration * sample_rate] (mono) or [duration * sample_rate, 2], in [-1, 1]."""
+    rng = np.random.default_rng(plan.seeds[1])
+    sr, q = plan.sample_rate, plan.nuisance
+    n = plan.duration * sr
+    t = np.arange(n) / sr
+    if plan.soundtrack == "class":
+        main = peak_normalise(CLASSES[plan.label_index].sound(rng, plan.p, sr, n))
+        for a, b in q["gaps"]:   # muted stretch, 20 ms fades
+            main *= np.clip(np.maximum(a - t, t - b) / 0.02, 0, 1)
+    else:
+        main = peak_normalise(music(rng, sr, n) if plan.soundtrack == "music" else speech(rng, sr, n))
+    side = []
+    for kind, a, b, level, extra in q["offscreen"]:
+        k = int(round((b - a) * sr))
+        if extra is not None:
+            other, p2 = extra
+            src = CLASSES[other].sound(rng, p2, sr, k)
+        else:
+            src = DISTRACTORS[kind](rng, sr, k)
+        buf = np.zeros(n)
+        add_at(buf, peak_normalise(src) * 10 ** (level / 20), round(a * sr))
+        side.append(buf)
+    tilt = {"white": 0.0, "pink": -0.5, "brown": -1.0}[q["noise"]]
+    noise_db = -q["snr_db"]
+    chans = []
+    common = filtered_noise(rng, n, sr, 20, None, tilt)
+    for ch in range(plan.channels):
+        noise = common if plan.channels == 1 else 0.8 * common + 0.6 * filtered_noise(rng, n, sr, 20, None, tilt)
+        x = noise * 10 ** (noise_db / 20)
+        if q["hum"]:
+            x = x + 10 ** ((noise_db - 6) / 20) * osc(np.full(n, float(q["hum"])), sr, (1, 0.5, 0.3))
+        if plan.channels == 2:   # the object's sound follows its side of the picture
+            pan = np.pi / 4 + (plan.p["x0"] / plan.size[1] - 0.5) * np.pi / 3
+            gain = math.cos(pan) if ch == 0 else math.sin(pan)
+            x = x + main * gain * math.sqrt(2)
+            for buf, (_, _, _, _, _), side_pan in zip(side, q["offscreen"], (0.3, 1.7)):
+                x = x + buf * (side_pan if ch else 2 - side_pan) / 1.7
+        else:
+            x = x + main + sum(side)
+        chans.append(x)
+    out = np.stack(chans, -1) if plan.channels == 2 else chans[0]
+    out = out * (q["gain"] / (np.max(np.abs(out)) + 1e-9))
+    return out.astype(np.float32)
+
+
+def render_video(plan: VideoPlan) -> Tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 [T, H, W, 3], audio float32 [samples] or [samples, 2])."""
+    return render_frames(plan), render_audio(plan)
+

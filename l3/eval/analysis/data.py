@@ -1,0 +1,167 @@
+"""Held-out items for the analyses of section 3.5: one frame and the 1 s of audio around it.
+
+The paper ranks and clusters *test videos* (3.5: "the network has not seen the
+videos during training"), so an item here is a frame of a labelled video and
+the one-second audio clip centred on that frame's timestamp (the positive pair
+of the AVC task, read deterministically: no crop jitter, no gain). Records are
+read straight from the TFRecord schema (`l3.records`), not through the random
+pair sampler, so every run sees the same items.
+
+`load_items(pattern, preset)` returns an `Items` with
+  images     float32 [n, S, S, 3] in [0, 1]  (`l3.image.eval_image`: centre crop)
+  waveforms  float32 [n, N] at preset.sample_rate (N = preset.clip_samples)
+  labels     int32 [n], indices into `class_names` (sorted class names)
+and per-item `video_ids` and `times` (the frame's timestamp, seconds).
+
+Memory: the paper preset holds 0.6 MB of image and 0.2 MB of audio per item
+(about 1.6 GB for the 2000 items of a Kinetics-Sounds-sized test set).
+"""
+
+import dataclasses
+import logging
+from typing import List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from l3.ops import audio as audio_lib
+from l3.core import constants as C
+from l3.ops import image as image_lib
+from l3.core import errors
+from l3.records import schema as records
+from l3.core.presets import Preset
+
+# Half the length of `l3.audio.decimate`'s FIR, in input samples per unit of
+# the factor: reading this much extra audio on each side keeps the filter's
+# zero-padding outside the clip.
+_DECIMATE_MARGIN_PER_FACTOR = 32
+
+
+@dataclasses.dataclass
+class Items:
+    """Labelled held-out (frame, 1 s audio) items. See the module docstring for shapes."""
+
+    images: np.ndarray
+    waveforms: np.ndarray
+    labels: np.ndarray
+    class_names: List[str]
+    video_ids: List[str]
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def label_names(self) -> List[str]:
+        return [self.class_names[i] for i in self.labels]
+
+    def class_counts(self) -> dict:
+        """{class name: number of items}."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def subset(self, index: Sequence[int]) -> "Items":
+        index = np.asarray(index, np.int64)
+        return Items(self.images[index], self.waveforms[index], self.labels[index],
+                     list(self.class_names), [self.video_ids[i] for i in index],
+                     self.times[index])
+
+
+def frame_times_for_items(frame_times: np.ndarray, audio_start: float, audio_seconds: float,
+                          items_per_video: int, clip_seconds: float = C.CLIP_SECONDS) -> np.ndarray:
+    """Indices of the frames to use: equally spaced among the frames whose centred clip
+    fits in the audio.
+
+    A frame at t "fits" when [t - clip/2, t + clip/2] lies inside the audio. With one
+    item per video that is the middle fitting frame. If no frame fits (audio shorter
+    than a clip, or frames outside it) the frames nearest the audio's middle are used
+    and the clip is clamped / zero-padded by `clip_audio`.
+    """
+    half = clip_seconds / 2
+    lo, hi = audio_start + half, audio_start + audio_seconds - half
+    fits = np.flatnonzero((frame_times >= lo - 1e-6) & (frame_times <= hi + 1e-6))
+    if len(fits) == 0:
+        middle = audio_start + audio_seconds / 2
+        fits = np.argsort(np.abs(frame_times - middle), kind="stable")[:1]
+    k = min(items_per_video, len(fits))
+    # Centres of k equal parts of the fitting range: the middle one when k == 1.
+    picks = np.floor((np.arange(k) + 0.5) * len(fits) / k).astype(int)
+    return fits[picks]
+
+
+def clip_audio(audio: np.ndarray, audio_start: float, t: float, sample_rate: int,
+               clip_samples: int, margin: int = 0) -> np.ndarray:
+    """The `clip_samples` samples centred on time `t` (clamped into the audio), plus
+    `margin` samples each side; zero-padded where the audio runs out. float32 [clip + 2 margin]."""
+    start = int(round((t - audio_start) * sample_rate)) - clip_samples // 2
+    start = min(max(start, 0), max(len(audio) - clip_samples, 0)) - margin
+    out = np.zeros(clip_samples + 2 * margin, np.float32)
+    src_lo, src_hi = max(start, 0), min(start + len(out), len(audio))
+    if src_hi > src_lo:
+        out[src_lo - start:src_hi - start] = audio[src_lo:src_hi]
+    return out
+
+
+def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
+               items_per_video: int = 1) -> Items:
+    """Reads labelled items from the TFRecord shards matching `pattern`.
+
+    Shards are interleaved (one record from each of up to 64 open shards in turn), so
+    a capped read is not dominated by the first shard. Videos with an empty label are skipped (they
+    cannot be scored against classes). Raises ValueError if nothing usable is found.
+    """
+    paths = sorted(tf.io.gfile.glob(pattern))
+    if not paths:
+        raise errors.MissingInputError(f"no files match {pattern!r}")
+    ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), 64), block_length=1,
+        num_parallel_calls=1, deterministic=True).map(records.parse_example)
+
+    factor = preset.decimation
+    margin = factor * _DECIMATE_MARGIN_PER_FACTOR if factor > 1 else 0
+    clip_48k = preset.clip_samples * factor
+    images, waves, names, vids, times = [], [], [], [], []
+    skipped = 0
+    for rec in ds.as_numpy_iterator():
+        label = rec[records.LABEL].decode()
+        if not label:
+            skipped += 1
+            continue
+        rate = int(rec[records.SAMPLE_RATE])
+        if rate != C.SAMPLE_RATE:
+            raise ValueError(f"record {rec[records.VIDEO_ID]!r} has audio at {rate} Hz; "
+                             f"the schema stores {C.SAMPLE_RATE} Hz")
+        audio = rec[records.AUDIO]
+        start = float(rec[records.AUDIO_START])
+        ftimes = np.asarray(rec[records.FRAME_TIMES], np.float64)
+        for i in frame_times_for_items(ftimes, start, len(audio) / rate, items_per_video,
+                                       preset.clip_seconds):
+            frame = tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3)
+            images.append(image_lib.eval_image(frame, resize_side=preset.resize_side,
+                                               image_size=preset.image_size).numpy())
+            waves.append(clip_audio(audio, start, ftimes[i], rate, clip_48k, margin))
+            names.append(label)
+            vids.append(rec[records.VIDEO_ID].decode())
+            times.append(ftimes[i])
+            if max_items is not None and len(names) >= max_items:
+                break
+        if max_items is not None and len(names) >= max_items:
+            break
+    if skipped:
+        logging.info("skipped %d unlabelled videos", skipped)
+    if not names:
+        raise ValueError(f"no labelled videos in {pattern!r} ({skipped} without a label)")
+
+    waves = np.stack(waves)
+    if factor > 1:
+        # Decimate with the extra margin, then drop it: the FIR sees real audio at the edges.
+        waves = audio_lib.decimate(waves, factor).numpy()
+        keep = margin // factor
+        waves = waves[:, keep:keep + preset.clip_samples]
+    class_names = sorted(set(names))
+    index = {name: i for i, name in enumerate(class_names)}
+    return Items(images=np.stack(images).astype(np.float32),
+                 waveforms=np.ascontiguousarray(waves, np.float32),
+                 labels=np.array([index[n] for n in names], np.int32),
+                 class_names=class_names, video_ids=vids,
+                 times=np.asarray(times, np.float64))

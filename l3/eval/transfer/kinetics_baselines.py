@@ -1,0 +1,456 @@
+"""The supervised baselines of Table 1 (section 3.2), beside L3 on the same pairs.
+
+On labelled shards (Kinetics-Sounds in the paper: 34 classes):
+
+1. train a supervised vision and a supervised audio classifier
+   (`l3.transfer.supervised`: L3 trunk + fc 512x128 (ReLU) + fc 128xK);
+2. **supervised direct combination**: a (frame, audio) pair's score is the
+   dot product of the two classifiers' K-way softmax outputs; the pair is
+   called corresponding when the score exceeds a threshold, the one that
+   maximises accuracy on *validation* pairs (`val_pattern`, or a held-out
+   part of the training shards);
+3. **supervised pretraining**: both trained trunks, frozen (batch norm in
+   inference mode), go into the AVC architecture (`l3.model.build_avc_model`);
+   only the fusion layers (concat, fc1, fc2) are trained, on the AVC task with
+   the pair pipeline (`l3.pairs`), as L3 is;
+4. **L3-Net** (when an export is given): the export's `avc` signature.
+
+All rows are scored on the *same* fixed held-out pairs of `eval_pattern`
+(`l3.pairs.make_dataset(..., training=False)` with `seed=eval_seed`, the pairs
+`l3-eval-avc` uses), as accuracy (a pair is called corresponding when its
+probability exceeds 0.5; for the direct combination, when its score exceeds
+the threshold) and, for information, ROC AUC.
+
+Paper (Kinetics-Sounds): direct combination 65 %, supervised pretraining
+74 %, L3-Net 74 %; chance 50 %.
+"""
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn import metrics
+
+from l3.core import constants as C
+from l3.eval import avc as evaluate_lib
+from l3.export import writer as export_lib
+from l3.core import fileio
+from l3.ops import image as image_lib
+from l3.model import network as model_lib
+from l3.pairs import pipeline as pairs_lib
+from l3.core import presets as presets_lib
+from l3.records import schema as records
+from l3.eval.transfer import supervised
+
+# Not from the paper (it gives no schedules for the baselines): budgets in
+# the range where the classifiers and the fusion head converge on
+# Kinetics-Sounds-sized data at batch 256 (~60 steps per epoch of 15k videos).
+DEFAULT_CLASSIFIER_STEPS = 10_000
+DEFAULT_PRETRAINING_STEPS = 10_000
+DEFAULT_VAL_FRACTION = 0.1  # of the training shards, when no validation set is given
+DEFAULT_BN_BATCHES = 100    # not from the paper: see supervised.recalibrate_batch_norm
+
+DIRECT = "direct_combination"
+PRETRAINING = "supervised_pretraining"
+L3 = "l3"
+ROW_NAMES = {DIRECT: "Supervised direct", PRETRAINING: "Supervised pretraining", L3: "L3-Net"}
+PAPER_ROWS = {DIRECT: C.PAPER_RESULTS["avc_direct_combination"],
+              PRETRAINING: C.PAPER_RESULTS["avc_supervised_pretraining"],
+              L3: C.PAPER_RESULTS["avc_accuracy_kinetics"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineConfig:
+    """Settings of a baselines run. None means "the preset's" (batch, learning rate)."""
+
+    preset: str = "paper"
+    classifier_steps: int = DEFAULT_CLASSIFIER_STEPS
+    pretraining_steps: int = DEFAULT_PRETRAINING_STEPS
+    batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    # As `l3-eval-avc` (l3.evaluate's defaults), so the L3 row equals its number.
+    num_val_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS
+    num_eval_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS  # as l3-eval-avc
+    eval_seed: int = evaluate_lib.DEFAULT_SEED
+    seed: int = 0
+    log_every: int = 100
+    # Batches of "precise BN" after each classifier's training
+    # (supervised.recalibrate_batch_norm); 0 keeps the moving averages.
+    bn_batches: int = DEFAULT_BN_BATCHES
+
+
+# --- data splits -------------------------------------------------------------------
+
+def hold_out_validation(train_files: List[str], work_dir: str,
+                        fraction: float) -> Tuple[List[str], int, str]:
+    """Copies held-out validation videos of the training shards into one shard.
+
+    The held-out videos are the round(fraction x n) (at least 1, at most n - 1)
+    distinct video ids with the smallest `supervised.video_hash`: a stable
+    choice that mixes classes whatever the shard layout (a builder may write
+    one class per shard). The classifiers skip the same videos by passing
+    the returned threshold as `classification_dataset(exclude_below=...)`, so
+    only the validation part is copied.
+
+    Returns ([the new shard's path], hash threshold, a sentence saying what was done).
+    """
+    spec = {records.VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
+    hashes = tf.data.TFRecordDataset(train_files).map(
+        lambda x: supervised.video_hash(tf.io.parse_single_example(x, spec)[records.VIDEO_ID]))
+    distinct = np.unique(np.fromiter(hashes.as_numpy_iterator(), np.int64))
+    if len(distinct) < 2:
+        raise ValueError(f"{len(distinct)} distinct training video(s): cannot hold out validation; "
+                         f"give --val_pattern")
+    k = min(len(distinct) - 1, max(1, int(round(fraction * len(distinct)))))
+    threshold = int(distinct[k - 1]) + 1
+    root = os.path.join(work_dir, "split")
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, f"val-00000-of-00001{records.SHARD_SUFFIX}")
+    ds = tf.data.TFRecordDataset(train_files).filter(
+        lambda x: supervised.is_held_out(tf.io.parse_single_example(x, spec)[records.VIDEO_ID],
+                                         threshold))
+    with tf.io.TFRecordWriter(path) as writer:
+        for serialized in ds.as_numpy_iterator():
+            writer.write(serialized)
+    return [path], threshold, (f"validation = {k} of {len(distinct)} training videos (smallest "
+                               f"hashes of video_id; copied to {root}), excluded from the "
+                               f"classifiers' training")
+
+
+# --- pair scoring ----------------------------------------------------------------------
+
+def _unpack(batch):
+    """A pair-pipeline element -> (image, waveform, label)."""
+    if isinstance(batch, dict):
+        return batch["image"], batch["waveform"], batch["label"]
+    return batch[0], batch[1], batch[2]
+
+
+def pair_dataset(pattern, preset, *, batch_size: int, seed: int,
+                 num_pairs: int) -> tf.data.Dataset:
+    """The fixed held-out pairs of `pattern` (a glob or file list) for `seed` (l3.pairs, evaluation)."""
+    options = pairs_lib.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
+                                        deterministic=True)
+    return pairs_lib.make_dataset(pattern, preset, training=False, options=options)
+
+
+def direct_score_fn(vision_classifier: keras.Model, audio_classifier: keras.Model):
+    """(image, waveform) -> float32 [b]: <softmax(vision logits), softmax(audio logits)>."""
+
+    @tf.function
+    def score(image, waveform):
+        p_v = tf.nn.softmax(vision_classifier(image, training=False), axis=-1)
+        p_a = tf.nn.softmax(audio_classifier(waveform, training=False), axis=-1)
+        return tf.reduce_sum(p_v * p_a, axis=-1)
+
+    return score
+
+
+def avc_probability_fn(avc_model: keras.Model):
+    """(image, waveform) -> float32 [b]: P(corresponds) of an in-memory AVC model."""
+
+    @tf.function
+    def prob(image, waveform):
+        logits = avc_model({"image": image, "waveform": waveform}, training=False)
+        return tf.nn.softmax(logits, axis=-1)[:, 1]
+
+    return prob
+
+
+def export_probability_fn(export_dir: str):
+    """(image, waveform) -> float32 [b]: the export's `avc` signature's `correspondence`."""
+    exported = export_lib.ExportedModel(export_dir)
+    signature = exported.signature(export_lib.AVC)
+
+    def prob(image, waveform):
+        return signature(image=image, waveform=waveform)["correspondence"]
+
+    prob.exported = exported  # the signature only weakly references the SavedModel's variables
+    return prob
+
+
+def score_pairs(dataset: tf.data.Dataset, scorers: Dict[str, object]) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """One pass over pair batches, every scorer on each: (labels [n], {name: scores [n]})."""
+    labels, scores = [], {name: [] for name in scorers}
+    for batch in dataset:
+        image, waveform, label = _unpack(batch)
+        labels.append(np.asarray(label))
+        for name, fn in scorers.items():
+            scores[name].append(np.asarray(fn(image, waveform), np.float64).reshape(-1))
+    if not labels:
+        raise ValueError("the pair dataset is empty")
+    return (np.concatenate(labels).astype(np.int64),
+            {name: np.concatenate(s) for name, s in scores.items()})
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+    """The threshold t maximising accuracy of "corresponds iff score > t"; returns (t, accuracy).
+
+    Candidates are midpoints between consecutive distinct scores and points
+    just outside their range (all positive / all negative). Ties go to the
+    smallest best threshold.
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels).astype(bool)
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[distinct[0] - 1.0], (distinct[:-1] + distinct[1:]) / 2,
+                                 [distinct[-1] + 1.0]])
+    order = np.argsort(scores)
+    s, y = scores[order], labels[order]
+    # For each candidate, #(score <= t): negatives there are right, positives above are right.
+    below = np.searchsorted(s, candidates, side="right")
+    neg_below = np.concatenate([[0], np.cumsum(~y)])[below]
+    pos_above = y.sum() - np.concatenate([[0], np.cumsum(y)])[below]
+    accuracy = (neg_below + pos_above) / len(s)
+    best = int(np.argmax(accuracy))
+    return float(candidates[best]), float(accuracy[best])
+
+
+def _row(labels: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> Dict:
+    """accuracy, accuracy on positives / negatives, ROC AUC of one method's scores."""
+    correct = predicted.astype(np.int64) == labels
+    both = len(np.unique(labels)) == 2
+    return {"accuracy": float(np.mean(correct)),
+            "accuracy_positive": float(np.mean(correct[labels == 1])) if both else None,
+            "accuracy_negative": float(np.mean(correct[labels == 0])) if both else None,
+            "auc": float(metrics.roc_auc_score(labels, scores)) if both else None}
+
+
+# --- supervised pretraining ---------------------------------------------------------------
+
+def build_pretraining_model(vision_classifier: keras.Model, audio_classifier: keras.Model,
+                            preset) -> keras.Model:
+    """An AVC model whose trunks are the classifiers' (copied, frozen); fusion fresh and trainable."""
+    avc = model_lib.build_avc_model(preset, name="supervised_pretraining_avc")
+    for name, classifier in (("vision_network", vision_classifier),
+                             ("audio_network", audio_classifier)):
+        trunk = avc.get_layer(name)
+        trunk.set_weights(supervised.trunk_of(classifier).get_weights())
+        trunk.trainable = False  # Keras 3: frozen batch norm runs in inference mode
+    return avc
+
+
+def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, learning_rate: float,
+                 weight_decay: float, log_every: int = 100, seed: int = 0,
+                 optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
+    """Trains `avc`'s trainable (fusion) weights on AVC pair batches; returns mean losses.
+
+    Loss: cross-entropy + `supervised.weight_decay_loss` (0.5 * wd * sum(w^2))
+    of the trainable kernels; `optimizer` replaces Adam(learning_rate) when given.
+    The training pipeline's uint8 views [b, S, S, 3] get the step's end of the
+    augmentation as AVC training does (`l3.image.jitter_batch`, seeded by
+    (seed, step)); float images are taken as finished.
+    """
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
+    variables = avc.trainable_variables
+    optimizer.build(variables)
+    decayed = model_lib.weight_decay_variables(avc)
+
+    @tf.function
+    def step(image, waveform, label, step_seed):
+        if image.dtype == tf.uint8:
+            image = image_lib.jitter_batch(image, step_seed)
+        with tf.GradientTape() as tape:
+            logits = avc({"image": image, "waveform": waveform}, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                tf.cast(label, tf.int32), logits))
+            total = loss + supervised.weight_decay_loss(decayed, weight_decay)
+        optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return loss
+
+    history, window = [], []
+    for i, batch in enumerate(dataset.take(steps)):
+        step_seed = tf.constant([seed, i], tf.int64)
+        window.append(float(step(*_unpack(batch), step_seed)))
+        if len(window) == log_every or i == steps - 1:
+            history.append(float(np.mean(window)))
+            logging.info("fusion step %d: loss %.4f", i + 1, history[-1])
+            window = []
+    return history
+
+
+# --- the whole benchmark ------------------------------------------------------------------
+
+def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optional[str] = None,
+                  l3_export_dir: Optional[str] = None, output_json: Optional[str] = None,
+                  model_dir: Optional[str] = None,
+                  config: BaselineConfig = BaselineConfig()) -> Dict:
+    """Trains the baselines, scores every row on the fixed eval pairs, writes JSON; returns it.
+
+    `model_dir` (optional) receives the trained models (`vision_classifier.keras`,
+    `audio_classifier.keras`, `supervised_pretraining_avc.keras`) and, when the
+    validation data is carved out of the training shards, the split.
+    """
+    start = time.time()
+    preset = presets_lib.get_preset(config.preset)
+    batch_size = config.batch_size or preset.global_batch_size
+    learning_rate = config.learning_rate or preset.learning_rate
+    if l3_export_dir is not None:
+        export_preset = export_lib.read_export_info(l3_export_dir)["preset"]
+        if export_preset != preset.name:
+            raise ValueError(f"the L3 export is preset {export_preset!r} but the baselines use "
+                             f"{preset.name!r}: the pairs would differ")
+    keras.utils.set_random_seed(config.seed)
+    tmp = None
+    work_dir = model_dir
+    if work_dir is None:
+        work_dir = tmp = tempfile.mkdtemp(prefix="l3-kinetics-baselines-")
+    try:
+        train_files = pairs_lib.resolve_files(train_pattern)
+        if val_pattern is None:
+            val_files, exclude, split = hold_out_validation(train_files, work_dir, config.val_fraction)
+            if tmp is not None:
+                split += " (a temporary copy, deleted at the end)"
+        else:
+            val_files, split = pairs_lib.resolve_files(val_pattern), f"validation = {val_pattern}"
+            exclude = 0
+        logging.info("%s", split)
+        result = _run(preset, config, batch_size, learning_rate, train_files, val_files, exclude,
+                      pairs_lib.resolve_files(eval_pattern), l3_export_dir, model_dir)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["protocol"] = protocol(config, preset, batch_size, learning_rate, split)
+    result["data"] = {"train_pattern": train_pattern, "val_pattern": val_pattern,
+                      "eval_pattern": eval_pattern}
+    result["seconds"] = time.time() - start
+    if output_json:
+        fileio.write_json(output_json, result)
+    return result
+
+
+def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
+         train_files: List[str], val_files: List[str], exclude_below: int,
+         eval_files: List[str], l3_export_dir: Optional[str], model_dir: Optional[str]) -> Dict:
+    class_names = supervised.read_class_names(train_files)
+    if len(class_names) < 2:
+        raise ValueError(f"the training records have {len(class_names)} labelled classes; need 2+")
+    logging.info("%d classes: %s", len(class_names), ", ".join(class_names))
+
+    classifiers, classification = {}, {}
+    for offset, modality in enumerate((model_lib.VISION, model_lib.AUDIO)):
+        classifier = supervised.build_classifier(preset, modality, len(class_names))
+        train_ds = supervised.classification_dataset(
+            train_files, preset, class_names, modality=modality, training=True,
+            batch_size=batch_size, seed=config.seed + offset, exclude_below=exclude_below)
+        losses = supervised.train_classifier(
+            classifier, train_ds, steps=config.classifier_steps, learning_rate=learning_rate,
+            weight_decay=preset.weight_decay, log_every=config.log_every)
+        supervised.recalibrate_batch_norm(classifier, train_ds, config.bn_batches)
+        eval_ds = supervised.classification_dataset(
+            eval_files, preset, class_names, modality=modality, training=False,
+            batch_size=batch_size)
+        classification[modality] = {**supervised.evaluate_classifier(classifier, eval_ds),
+                                    "chance": 1.0 / len(class_names), "train_loss": losses}
+        logging.info("%s classifier: %.3f on %d eval videos", modality,
+                     classification[modality]["accuracy"], classification[modality]["num_examples"])
+        classifiers[modality] = classifier
+    direct = direct_score_fn(classifiers[model_lib.VISION], classifiers[model_lib.AUDIO])
+
+    val_labels, val_scores = score_pairs(
+        pair_dataset(val_files, preset, batch_size=batch_size, seed=config.eval_seed,
+                     num_pairs=config.num_val_pairs), {DIRECT: direct})
+    threshold, val_accuracy = best_threshold(val_scores[DIRECT], val_labels)
+
+    avc = build_pretraining_model(classifiers[model_lib.VISION], classifiers[model_lib.AUDIO],
+                                  preset)
+    # All training shards, held-out videos included: they only choose the
+    # direct combination's threshold, which the fusion layers do not touch.
+    pair_train = pairs_lib.make_dataset(
+        train_files, preset, training=True,
+        options=pairs_lib.PipelineOptions(batch_size=batch_size, seed=config.seed))
+    fusion_losses = train_fusion(avc, pair_train, steps=config.pretraining_steps,
+                                 learning_rate=learning_rate, weight_decay=preset.weight_decay,
+                                 log_every=config.log_every, seed=config.seed)
+
+    scorers = {DIRECT: direct, PRETRAINING: avc_probability_fn(avc)}
+    if l3_export_dir is not None:
+        scorers[L3] = export_probability_fn(l3_export_dir)
+    labels, scores = score_pairs(
+        pair_dataset(eval_files, preset, batch_size=batch_size, seed=config.eval_seed,
+                     num_pairs=config.num_eval_pairs), scorers)
+    avc_rows = {DIRECT: {**_row(labels, scores[DIRECT] > threshold, scores[DIRECT]),
+                         "threshold": threshold, "val_accuracy": val_accuracy}}
+    avc_rows[PRETRAINING] = {**_row(labels, scores[PRETRAINING] > 0.5, scores[PRETRAINING]),
+                             "train_loss": fusion_losses}
+    if l3_export_dir is not None:
+        avc_rows[L3] = {**_row(labels, scores[L3] > 0.5, scores[L3]),
+                        "export_dir": os.path.abspath(l3_export_dir)}
+
+    if model_dir is not None:
+        os.makedirs(model_dir, exist_ok=True)
+        for modality, classifier in classifiers.items():
+            classifier.save(os.path.join(model_dir, f"{modality}_classifier.keras"))
+        avc.save(os.path.join(model_dir, "supervised_pretraining_avc.keras"))
+
+    return {
+        "avc": avc_rows,
+        "rows": [{"method": ROW_NAMES[k], "key": k, "accuracy": v["accuracy"],
+                  "paper": PAPER_ROWS[k]} for k, v in avc_rows.items()],
+        "classification": classification,
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        "num_eval_pairs": int(len(labels)),
+        "eval_positive_fraction": float(np.mean(labels)),
+        "num_val_pairs": int(len(val_labels)),
+        "paper": {"table": "Table 1, Kinetics-Sounds", "chance": 0.5,
+                  **{k: v for k, v in PAPER_ROWS.items()}},
+    }
+
+
+def protocol(config: BaselineConfig, preset, batch_size: int, learning_rate: float,
+             split: str) -> Dict:
+    """What was done, for the results file."""
+    return {
+        "classifiers": (f"L3 {preset.name} trunk + fc {preset.embedding_dim}x{preset.fusion_hidden} "
+                        f"(ReLU) + fc {preset.fusion_hidden}xK, softmax cross-entropy; examples: one "
+                        f"random frame (train_image augmentation) or one random 1 s window "
+                        f"(random_gain, decimated x{preset.decimation}) per video; eval: middle "
+                        f"frame / centred window"),
+        "classifier_steps": config.classifier_steps,
+        "batch_norm": (f"moving statistics re-estimated after training as the mean over "
+                       f"{config.bn_batches} training batches (precise BN)" if config.bn_batches
+                       else "Keras moving averages (momentum 0.99)"),
+        "direct_combination": ("score = <softmax_vision, softmax_audio>; corresponds iff score > "
+                               "threshold; threshold maximises accuracy on the validation pairs"),
+        "supervised_pretraining": ("both classifier trunks frozen (BN in inference mode) in "
+                                   "build_avc_model; fusion (concat, fc1, fc2) trained on AVC pairs "
+                                   "of the training shards"),
+        "pretraining_steps": config.pretraining_steps,
+        "l3": "the export's avc signature; corresponds iff P > 0.5",
+        "eval_pairs": (f"l3.pairs.make_dataset(eval_pattern, training=False, options="
+                       f"PipelineOptions(seed={config.eval_seed}, "
+                       f"num_pairs={config.num_eval_pairs})): the same fixed pairs for every row"),
+        "validation": split,
+        "optimizer": f"Adam, learning rate {learning_rate}, L2 weight decay {preset.weight_decay} "
+                     f"on kernels (0.5 * wd * sum(w^2), in the loss)",
+        "batch_size": batch_size,
+        "preset": preset.name,
+        "seed": config.seed,
+    }
+
+
+def format_table(result: Dict) -> str:
+    """Table 1 (Kinetics-Sounds column) with our numbers beside the paper's."""
+    lines = [f"AVC accuracy on {result['num_eval_pairs']} fixed held-out pairs "
+             f"(paper Table 1, Kinetics-Sounds; chance 50%)",
+             f"{'method':<26}{'ours':>8}{'paper':>8}"]
+    for key in (DIRECT, PRETRAINING, L3):
+        ours = result["avc"].get(key)
+        ours = f"{100 * ours['accuracy']:.1f}%" if ours else "-"
+        lines.append(f"{ROW_NAMES[key]:<26}{ours:>8}{100 * PAPER_ROWS[key]:>7.0f}%")
+    k = result["num_classes"]
+    cls = result["classification"]
+    lines.append(f"supervised classifiers ({k} classes, chance {100 / k:.1f}%): "
+                 f"vision {100 * cls['vision']['accuracy']:.1f}%, "
+                 f"audio {100 * cls['audio']['accuracy']:.1f}% "
+                 f"on {cls['vision']['num_examples']} eval videos")
+    return "\n".join(lines)

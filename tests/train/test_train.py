@@ -1,0 +1,434 @@
+"""Training loop, evaluation and launchers, end to end on tiny synthetic shards (CPU).
+
+In-process: real steps of the small preset (loss falls), the L2 factor, the
+NaN stop, SIGTERM, resume, AVC evaluation of a checkpoint and of a
+SavedModel. In subprocesses, as users run them: two
+MultiWorkerMirroredStrategy workers started by launch/local_multiworker.py
+(one of them preempted by SIGTERM), and a run killed with -9 and resumed, whose final weights equal an
+uninterrupted run's in deterministic mode.
+"""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l3.eval import avc as evaluate
+from l3.model import network as model_lib
+from l3.core import presets
+from l3.train import loop as train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = presets.SMALL
+CLASSES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def shards(learnable_shards):
+    """conftest's learnable shards (8 videos, 4 classes, 3 s each)."""
+    return learnable_shards
+
+
+def _config(shards, model_dir, **kwargs):
+    base = dict(train_pattern=shards, model_dir=str(model_dir), preset="small",
+                global_batch_size=16, strategy="one_device", log_every=5,
+                checkpoint_every=1000, eval_every=1000)
+    base.update(kwargs)
+    return train.TrainConfig(**base)
+
+
+def _scalars(event_dir):
+    """{tag: [(step, value)]} from the TensorBoard event files in event_dir."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(event_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                out.setdefault(value.tag, []).append((event.step, number))
+    return out
+
+
+def test_config_defaults_follow_the_preset():
+    paper = train.TrainConfig(train_pattern="x", model_dir="m").resolved()
+    assert (paper.global_batch_size, paper.learning_rate, paper.weight_decay) == (256, 1e-4, 1e-5)
+    assert paper.train_steps == 234_375  # 60M pairs / 256
+    small = train.TrainConfig(train_pattern="x", model_dir="m", preset="small",
+                              train_pairs=1000, learning_rate=3e-4).resolved()
+    assert (small.global_batch_size, small.learning_rate, small.train_steps) == (64, 3e-4, 16)
+    assert train.TrainConfig(train_pattern="x", model_dir="m", train_steps=7,
+                             train_pairs=10**9).resolved().train_steps == 7
+    with pytest.raises(ValueError, match="mixed_precision"):
+        train.TrainConfig(train_pattern="x", model_dir="m", mixed_precision="fp8").resolved()
+
+
+def test_device_inputs_finish_uint8_frames_on_the_device():
+    """uint8 frames from the pipeline: scaled to [0, 1] and jittered per image in the
+    step (brightness within +-32/255 on a grey frame), with a seed that changes with
+    the optimizer step and the trainer seed; float frames pass unchanged."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    trainer = train.Trainer(SMALL, strategy, global_batch_size=8, learning_rate=1e-3,
+                            weight_decay=1e-5, seed=3)
+    grey = tf.fill([8, 64, 64, 3], tf.constant(128, tf.uint8))
+    batch = (grey, tf.zeros([8, SMALL.clip_samples]), tf.zeros([8], tf.int32))
+
+    def finished():
+        out = strategy.run(tf.function(lambda *b: trainer.device_inputs(b)[0]), args=batch)
+        return strategy.experimental_local_results(out)[0].numpy()
+
+    first = finished()
+    assert first.dtype == np.float32 and 0.0 <= first.min() and first.max() <= 1.0
+    shift = first.mean(axis=(1, 2, 3)) - 128 / 255
+    assert np.abs(shift).max() <= 32 / 255 + 1e-6 and np.std(shift) > 0.01  # one delta per image
+    np.testing.assert_array_equal(finished(), first)  # same step, same jitter
+    trainer.optimizer.iterations.assign(1)
+    assert not np.allclose(finished(), first)
+    other = train.Trainer(SMALL, strategy, global_batch_size=8, learning_rate=1e-3,
+                          weight_decay=1e-5, seed=4)
+    out = strategy.run(tf.function(lambda *b: other.device_inputs(b)[0]), args=batch)
+    assert not np.allclose(strategy.experimental_local_results(out)[0].numpy(), first)
+    floats = (tf.fill([8, 64, 64, 3], 0.25),) + batch[1:]
+    out = strategy.run(tf.function(lambda *b: trainer.device_inputs(b)[0]), args=floats)
+    np.testing.assert_array_equal(strategy.experimental_local_results(out)[0].numpy(), 0.25)
+
+
+def test_trainer_l2_term_and_fitting_one_batch():
+    """The L2 term is 0.5 * wd * sum ||kernel||^2; repeated steps on one batch drive the loss down."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    trainer = train.Trainer(SMALL, strategy, global_batch_size=8, learning_rate=1e-3,
+                            weight_decay=1e-2)
+    rng = np.random.default_rng(0)
+    label = np.arange(8, dtype=np.int32) % 2
+    image = rng.uniform(size=(8, 64, 64, 3)).astype(np.float32)
+    image[label == 1] *= 0.2  # a learnable difference
+    waveform = (0.1 * rng.normal(size=(8, SMALL.clip_samples))).astype(np.float32)
+    batch = tuple(tf.constant(x) for x in (image, waveform, label))
+    want_l2 = 0.5 * 1e-2 * sum(float(np.sum(v.numpy() ** 2))
+                               for v in model_lib.weight_decay_variables(trainer.model))
+    step = trainer.make_train_function(lambda: batch)
+    totals = [step(tf.constant(0.0)).numpy() for _ in range(25)]
+    np.testing.assert_allclose(totals[0][1], want_l2, rtol=1e-4)
+    assert totals[0][3] == 0.0 and totals[-1][4] == 0.0  # no stop request; all finite
+    first, last = totals[0][0], np.mean([t[0] for t in totals[-3:]])
+    assert last < 0.5 * first and last < 0.3, (first, last)
+    assert totals[-1][2] == 8.0  # all 8 pairs right
+
+
+@pytest.fixture(scope="module")
+def trained_run(shards, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("run")
+    summary = train.train(_config(shards, model_dir, train_steps=30, eval_pattern=shards,
+                                  eval_pairs=16, eval_batch_size=8))
+    return model_dir, summary
+
+
+def test_training_steps_lower_the_loss_and_write_the_run(trained_run):
+    model_dir, summary = trained_run
+    assert summary["step"] == 30 and summary["stopped"] == "completed" and summary["start_step"] == 0
+    assert 0.0 <= summary["eval_accuracy"] <= 1.0
+    assert summary["checkpoint"] == str(model_dir / "ckpt-30")
+    assert json.loads((model_dir / "train_config.json").read_text())["preset"] == "small"
+    scalars = _scalars(str(model_dir / "train"))
+    assert {"loss", "loss_total", "avc_accuracy", "learning_rate",
+            "pairs_per_second"} <= set(scalars)
+    losses = [v for _, v in scalars["loss"]]
+    assert [s for s, _ in scalars["loss"]] == [5, 10, 15, 20, 25, 30]
+    assert np.mean(losses[-2:]) < losses[0], losses
+    assert scalars["learning_rate"][0][1] == pytest.approx(SMALL.learning_rate)
+    assert "avc_accuracy" in _scalars(str(model_dir / "eval"))
+    names = {name for name, _ in tf.train.list_variables(summary["checkpoint"])}
+    assert any(n.startswith("iterator/") for n in names)  # single worker: input position saved
+    assert any(n.startswith("optimizer/") for n in names)
+
+
+def test_resume_continues_from_the_checkpoint(shards, trained_run, tmp_path):
+    model_dir, _ = trained_run
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(model_dir), str(copy)], check=True)
+    summary = train.train(_config(shards, copy, train_steps=33, log_every=1))
+    assert summary["start_step"] == 30 and summary["step"] == 33
+    with pytest.raises(ValueError, match="cannot resume"):
+        train.train(_config(shards, copy, preset="paper", train_steps=34))
+
+
+def test_evaluate_checkpoint(shards, trained_run):
+    model_dir, _ = trained_run
+    result = evaluate.evaluate_avc(shards, model_dir=str(model_dir), num_pairs=16, batch_size=8)
+    assert result["num_pairs"] == 16 and result["step"] == 30 and result["preset"] == "small"
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert set(result["per_class"]) <= set(CLASSES)
+    assert sum(v["num_pairs"] for v in result["per_class"].values()) == 16
+    again = evaluate.evaluate_avc(shards, model_dir=str(model_dir), num_pairs=16, batch_size=4)
+    assert again["accuracy"] == result["accuracy"]  # fixed pairs, whatever the batch
+
+
+class _ConstantAvc(tf.Module):
+    """A stand-in `avc` SavedModel with the contract's signature: P = 0.9 for every pair."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([None, 16000], tf.float32, name="waveform")])
+    def serve(self, image, waveform):
+        del waveform
+        return {"correspondence": tf.fill(tf.shape(image)[:1], 0.9)}
+
+
+def test_evaluate_saved_model(shards, tmp_path):
+    export_dir = tmp_path / "export"
+    module = _ConstantAvc()
+    tf.saved_model.save(module, str(export_dir / "avc"), signatures={"serving_default": module.serve})
+    (export_dir / "export.json").write_text(json.dumps(SMALL.sizes()))
+    for source in (export_dir, export_dir / "avc"):
+        result = evaluate.evaluate_avc(shards, export_dir=str(source), num_pairs=16)
+        # Evaluation pairs are exactly balanced: "always corresponds" scores 50 %.
+        assert (result["accuracy"], result["accuracy_positive"], result["accuracy_negative"]) == (0.5, 1.0, 0.0)
+    with pytest.raises(FileNotFoundError, match="avc SavedModel"):
+        evaluate.evaluate_avc(shards, export_dir=str(tmp_path), num_pairs=16)
+
+
+def test_avc_metrics():
+    r = evaluate.avc_metrics(np.array([0.9, 0.2, 0.6, 0.7]), np.array([1, 0, 0, 1]),
+                             np.array([b"x", b"x", b"y", b""]))
+    assert r["accuracy"] == 0.75 and r["accuracy_positive"] == 1.0 and r["accuracy_negative"] == 0.5
+    assert r["per_class"] == {"x": {"accuracy": 1.0, "num_pairs": 2},
+                              "y": {"accuracy": 0.0, "num_pairs": 1}}
+    assert r["mean_class_accuracy"] == 0.5
+    assert "per_class" not in evaluate.avc_metrics(np.array([0.9]), np.array([1]))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    def nan_after(bad_from):
+        def dataset_fn(seed):
+            del seed
+
+            def fn(input_context):
+                batch = input_context.get_per_replica_batch_size(4)
+
+                def element(i):
+                    scale = tf.where(i >= bad_from, float("nan"), 1.0)
+                    return (tf.fill([batch, 64, 64, 3], 0.5),
+                            scale * tf.ones([batch, SMALL.clip_samples]) * 0.01,
+                            tf.range(batch, dtype=tf.int32) % 2)
+                return tf.data.Dataset.range(1 << 30).map(element)
+            return fn
+        return dataset_fn
+
+    config = _config("unused", tmp_path, global_batch_size=4, train_steps=10, checkpoint_every=2)
+    # Step 6 is a checkpoint step whose input is NaN: it must be caught before saving.
+    with pytest.raises(train.NonFiniteLossError, match=r"(loss is nan|values are NaN/Inf) at step 6: stopped.*ckpt-4"):
+        train.train(config, dataset_fn=nan_after(5))
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
+    assert not glob.glob(str(tmp_path / "ckpt-6*"))
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    """SIGTERM (preemption) mid-run: the step in flight finishes, a checkpoint is saved there."""
+    def dataset_fn(seed):
+        del seed
+
+        def send_sigterm(i):
+            if int(i) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # handled by train(): no exit
+            return i
+
+        def fn(input_context):
+            del input_context
+            ds = tf.data.Dataset.range(1 << 30)
+            ds = ds.map(lambda i: tf.py_function(send_sigterm, [i], tf.int64))
+            return ds.map(lambda i: (tf.fill([4, 64, 64, 3], 0.5),
+                                     0.01 * tf.ones([4, SMALL.clip_samples]),
+                                     tf.range(4, dtype=tf.int32) % 2))
+        return fn
+
+    # py_function input cannot be checkpointed: this also runs the distributed-iterator path.
+    config = _config("unused", tmp_path, global_batch_size=4, train_steps=200,
+                     checkpoint_input=False)
+    summary = train.train(config, dataset_fn=dataset_fn)
+    assert summary["stopped"] == "preempted" and 1 <= summary["step"] < 200  # prefetch: early
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{summary['step']}")
+
+
+# --- Subprocesses: the binaries and the launcher, as users run them --------------------
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra)
+    return env
+
+
+def _train_cmd(shards, model_dir, *extra):
+    return [sys.executable, "-m", "l3.bin.train", f"--train_pattern={shards}",
+            f"--model_dir={model_dir}", "--preset=small", "--global_batch_size=8",
+            "--log_every=1", *extra]
+
+
+def _digests(text):
+    return re.findall(r"weights sha256 ([0-9a-f]{64})", text)
+
+
+def test_two_workers_on_localhost(shards, tmp_path):
+    """MultiWorkerMirroredStrategy, 2 CPU workers started by the local launcher: they train;
+    SIGTERM to the non-chief alone stops both at the same step with a checkpoint (exit 143);
+    both end with identical weights; only the chief wrote the model checkpoint."""
+    model_dir, logs, tmp = tmp_path / "run", tmp_path / "logs", tmp_path / "tmp"
+    tmp.mkdir()
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "local_multiworker.py"),
+           "--num_workers=2", f"--worker_log_dir={logs}", "--threads_per_worker=1", "--",
+           *_train_cmd(shards, model_dir, "--train_steps=100000", "--checkpoint_every=2")[3:]]
+    launcher = subprocess.Popen(cmd, env=_env(TMPDIR=str(tmp)), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_checkpoint(model_dir, 2, launcher)
+        workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) == 2, workers
+        os.kill(max(int(w) for w in workers), signal.SIGTERM)  # worker 1: started second
+        out = launcher.communicate(timeout=300)[0]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    worker = [(logs / f"worker-{i}.log").read_text() for i in range(2)]
+    assert launcher.returncode == 143, out + "\n".join(w[-3000:] for w in worker)
+    assert "2 replica(s) on 2 worker(s), task worker:0 (chief)" in worker[0]
+    steps = [re.findall(r"preempted at step (\d+)", w) for w in worker]
+    assert len(steps[0]) == 1 and steps[0] == steps[1], steps
+    digests = [_digests(w) for w in worker]
+    assert len(digests[0]) == 1 and digests[0] == digests[1]
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{steps[0][0]}")
+    assert "checkpoint " + str(model_dir) in worker[0]
+    assert "checkpoint " + str(model_dir) not in worker[1]
+    assert not os.listdir(tmp)  # the non-chief's temporary copies are gone
+    # Each worker keeps its own input position beside the chief's model checkpoint.
+    assert sorted(os.listdir(model_dir / "input_state")) == ["worker-0", "worker-1"]
+
+
+def _wait_for_checkpoint(model_dir, at_least, proc, timeout=300):
+    """Polls until model_dir's latest checkpoint step is >= at_least; returns that step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        latest = tf.train.latest_checkpoint(str(model_dir))
+        if latest and int(latest.rsplit("-", 1)[1]) >= at_least:
+            return int(latest.rsplit("-", 1)[1])
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    raise TimeoutError(f"no checkpoint >= {at_least} in {model_dir}")
+
+
+def test_kill9_and_resume_match_an_uninterrupted_run(shards, tmp_path):
+    """kill -9 loses only the steps since the last checkpoint; re-running the same
+    command resumes there, and in deterministic mode ends with the same weights (and
+    optimiser state) as an uninterrupted run."""
+    steps, every = 16, 4
+    args = (f"--train_steps={steps}", f"--checkpoint_every={every}", "--deterministic",
+            "--strategy=one_device")
+    straight_dir, run_dir = tmp_path / "straight", tmp_path / "interrupted"
+    straight_log = open(tmp_path / "straight.log", "w+")
+    straight = subprocess.Popen(_train_cmd(shards, straight_dir, *args), env=_env(),
+                                stdout=straight_log, stderr=subprocess.STDOUT)
+    killed = subprocess.Popen(_train_cmd(shards, run_dir, *args), env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(run_dir, every, killed)
+    killed.kill()  # SIGKILL: no chance to save
+    killed.wait(timeout=60)
+    saved = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
+    assert 0 < saved < steps
+
+    resumed = subprocess.run(_train_cmd(shards, run_dir, *args), env=_env(),
+                             capture_output=True, text=True, timeout=300)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"resumed from {run_dir}/ckpt-{saved} (step {saved})" in out
+
+    straight.wait(timeout=300)
+    straight_log.seek(0)
+    out0 = straight_log.read()
+    straight_log.close()
+    assert straight.returncode == 0, out0[-3000:]
+    assert _digests(out) == _digests(out0) and len(_digests(out0)) == 1
+    a = tf.train.load_checkpoint(str(straight_dir / f"ckpt-{steps}"))
+    b = tf.train.load_checkpoint(str(run_dir / f"ckpt-{steps}"))
+    for name in a.get_variable_to_shape_map():
+        if name.startswith(("model/", "optimizer/")):
+            np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
+
+
+def test_eval_avc_binary(shards, trained_run, tmp_path):
+    model_dir, _ = trained_run
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "l3.bin.eval_avc", f"--data_pattern={shards}",
+                           f"--model_dir={model_dir}", "--num_pairs=8", f"--output_json={out}"],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "AVC accuracy" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["num_pairs"] == 8 and result["step"] == 30
+
+
+def test_a_clean_two_worker_run_reads_clean(shards, tmp_path):
+    """Issue 17, item 5: both workers complete; the launcher ends by saying so, and no
+    worker log shows the coordination service's shutdown noise as if it crashed."""
+    model_dir, logs = tmp_path / "run", tmp_path / "logs"
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "local_multiworker.py"),
+           "--num_workers=2", f"--worker_log_dir={logs}", "--threads_per_worker=1", "--",
+           *_train_cmd(shards, model_dir, "--train_steps=4", "--checkpoint_every=4")[3:]]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    worker = [(logs / f"worker-{i}.log").read_text() for i in range(2)]
+    assert proc.returncode == 0, proc.stdout + "\n".join(w[-3000:] for w in worker)
+    assert proc.stdout.splitlines()[-1].startswith("all 2 workers finished normally"), proc.stdout
+    for log in worker:
+        assert "completed at step 4" in log
+        tail = log[log.index("completed at step 4"):]
+        assert not re.search(r"StartAbort|UNAVAILABLE|Connection refused", tail), tail
+    assert len({d for w in worker for d in _digests(w)}) == 1
+
+
+# Runs l3-train with CheckpointManager._record_state patched to SIGKILL the process when
+# it is about to record ckpt-8: that checkpoint has its data and index files on disk, but
+# the `checkpoint` file (what latest_checkpoint reads) still names the previous one.
+_KILL_WHILE_SAVING = """
+import os, signal, sys
+from tensorflow.python.checkpoint import checkpoint_management as cm
+record = cm.CheckpointManager._record_state
+def killing_record_state(self):
+    if str(self.latest_checkpoint).endswith("ckpt-8"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(self)
+cm.CheckpointManager._record_state = killing_record_state
+from l3.bin import train
+sys.argv = ["l3-train", *sys.argv[1:]]
+train.run()
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint(shards, tmp_path):
+    """Issue 17, item 6: a trainer killed (SIGKILL, a real process) in the middle of saving
+    ckpt-8 leaves ckpt-4 loadable and named as the latest; the same command resumes from it
+    and finishes; a half-written checkpoint from a kill even earlier in a save is ignored."""
+    model_dir = tmp_path / "run"
+    args = ["--train_steps=12", "--checkpoint_every=4", "--strategy=one_device"]
+    cmd = _train_cmd(shards, model_dir, *args)
+    killed = subprocess.run([sys.executable, "-c", _KILL_WHILE_SAVING, *cmd[3:]], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert os.path.exists(model_dir / "ckpt-8.index")  # written, never recorded
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")
+    assert tf.train.load_checkpoint(str(model_dir / "ckpt-4")).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    # A save killed earlier still: its temporary files, truncated.
+    temp = model_dir / "ckpt-8_temp"
+    temp.mkdir()
+    (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"resumed from {model_dir}/ckpt-4 (step 4)" in out
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-12")
+    assert tf.train.load_checkpoint(str(model_dir / "ckpt-8")).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE") == 8
