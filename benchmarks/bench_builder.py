@@ -188,7 +188,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    # Flags are defined only when run as a script: tests/test_builder.py imports this
+    # Flags are defined only when run as a script: tests/tfrecords/test_builder.py imports this
     # module, and absl flags are process-global.
     flags.DEFINE_integer("num_videos", 8, "Clips to generate and build.")
     flags.DEFINE_integer("workers", 1, "Decoding processes (0: in this process).")

@@ -10,12 +10,12 @@ batch `--batch_size`, after `--warmup_batches` that fill the shuffle buffer):
 * **in-process**: the pipeline runs in this process, as in `l3-train` without
   the service;
 * **service, 1 / 2 workers**: the same definition sent to a real local
-  service (`l3.local_service`: an `l3-data-service` dispatcher and 1, then 2
+  service (`l3.pairs.local_service`: an `l3-data-service` dispatcher and 1, then 2
   input-worker subprocesses), read by this process as a trainer would;
 * **transport only**: one finished batch, cached and repeated, in-process and
   through the service: the cost of moving a batch over gRPC alone. Its
   difference, divided by the pairs, is the service's per-pair overhead.
-  The service rows send raw tensors (`l3.data_service.COMPRESSION`, what
+  The service rows send raw tensors (`l3.pairs.data_service.COMPRESSION`, what
   `l3-train` uses); one more row uses TensorFlow's default ("AUTO").
 
 On one machine the input workers and the reader share the same cores, so the

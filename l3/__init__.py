@@ -36,7 +36,7 @@ _API = ("get_audio_embedding", "get_image_embedding", "process_audio_file",
 
 from l3 import _aliases
 
-_aliases.install()  # old import paths (l3.pair_ops, l3.transfer, ...) for one release
+_aliases.install()  # old import paths (l3.pairs.sampling, l3.eval.transfer, ...) for one release
 
 
 def __getattr__(name):

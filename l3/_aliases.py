@@ -56,14 +56,19 @@ def new_name(old: str):
 
 
 class _Loader(importlib.abc.Loader):
+    """Loads an old name as the new module itself (not a second copy of it)."""
+
     def __init__(self, target: str):
         self.target = target
+        self._spec = None
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._spec = module.__spec__
+        return module
 
     def exec_module(self, module):
-        pass
+        module.__spec__ = self._spec  # importlib set it to the alias's spec
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -82,6 +87,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Puts the finder on `sys.meta_path` (once)."""
+    """Puts the finder first on `sys.meta_path` (once): before the path finder, which
+    would otherwise load `l3.transfer.protocol` a second time from the new folder."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.append(_Finder())
+        sys.meta_path.insert(0, _Finder())

@@ -16,7 +16,7 @@ stop). With GPUs, `--gpus_per_worker=k` gives worker i the GPUs i*k..i*k+k-1.
 
 `--data_service_workers=N` also starts a tf.data service beside the trainers:
 an `l3-data-service` dispatcher on a free localhost port and N input
-workers (`l3.local_service`), waits until all N have registered, passes
+workers (`l3.pairs.local_service`), waits until all N have registered, passes
 `--data_service_address=grpc://localhost:<port>` to every trainer, and stops
 the service when the trainers are done (logs: dispatcher.log and
 input-worker-<i>.log beside the trainers', or in a temporary directory).

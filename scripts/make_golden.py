@@ -3,7 +3,7 @@ r"""Writes tests/fixtures/golden/{small,paper}.npz: reference encoder outputs of
   .venv/bin/python scripts/make_golden.py            # both presets
   .venv/bin/python scripts/make_golden.py --check    # compare only, write nothing
 
-tests/test_golden.py compares today's `embedding` and `conv4_2_pooled` (audio
+tests/model/test_golden.py compares today's `embedding` and `conv4_2_pooled` (audio
 and vision) of the seeded model on fixed inputs (tests/fixtures/golden_reference.py)
 with these files, so that any change that moves the numbers - the
 spectrogram front end, a layer, padding, pooling, batch norm, initialisation

@@ -50,7 +50,7 @@ flags.DEFINE_string("kinetics_path_pattern", inputs.DEFAULT_KINETICS_PATTERN,
                     "CSV: clip path under --video_root; fields split, label, label_ (spaces as "
                     "underscores), youtube_id, time_start, time_end; glob wildcards allowed.")
 flags.DEFINE_bool("kinetics_sounds_only", False, "Keep only the Kinetics-Sounds classes "
-                  "(l3/kinetics_sounds.py; released or paper names).")
+                  "(l3/core/kinetics_sounds.py; released or paper names).")
 flags.DEFINE_float("max_seconds", 10.0, "Decode the first this many seconds (paper 3.1: 10 s).")
 flags.DEFINE_float("fps", media.DEFAULT_FPS, "Frames kept per second (not in the paper; see "
                    "l3/media/__init__.py for why 4).")

@@ -7,7 +7,7 @@ Layout of `output_dir`:
   summary.json, skipped.jsonl, warnings.jsonl   re-aggregated from every sidecar
 
 A shard is written to a hidden temp file and renamed; its sidecar is written
-(atomically, `l3.fileio`) last and marks it finished.
+(atomically, `l3.core.fileio`) last and marks it finished.
 """
 
 import collections

@@ -9,7 +9,7 @@ One dispatcher per run (or per cluster), any number of CPU workers; workers
 may come and go. The dispatcher logs how many workers are registered whenever
 that changes. With --work_dir it journals its state there, so a dispatcher
 restarted with the same --work_dir and --port resumes its jobs. Runs until
-killed. The logic lives in `l3.data_service`; this is only flags.
+killed. The logic lives in `l3.pairs.data_service`; this is only flags.
 """
 
 import time

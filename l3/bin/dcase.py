@@ -6,7 +6,7 @@
 `--data_dir` (and `--test_dir`) hold `scenes_stereo/<class><NN>.wav` (or the
 wav files directly). Always: the 5-fold CV of the development set; with
 `--test_dir`: train on development, test on test. 60 subclips per 30 s
-clip; protocol in l3/transfer/protocol.py and in the JSON.
+clip; protocol in l3/eval/transfer/protocol.py and in the JSON.
 """
 
 from absl import flags

@@ -7,7 +7,7 @@
 leave-one-fold-out, 10 subclips per clip, conv4_2_pooled features, z-score
 and one-vs-all linear SVMs with C chosen by CV inside the training folds.
 `--esc10` for the ESC-10 subset; `--random_encoder --preset=paper` for the
-paper's "Ours random" row. The protocol is in l3/transfer/protocol.py
+paper's "Ours random" row. The protocol is in l3/eval/transfer/protocol.py
 and in the JSON's `protocol`.
 """
 

@@ -5,7 +5,7 @@
 
 writes `audio_encoder/`, `vision_encoder/`, `avc/` (SavedModels, signature
 `serving_default`), `*.keras`, with --formats also `*.onnx` and `*.tflite`,
-and `export.json` (see l3/export.py).
+and `export.json` (see l3/export/writer.py).
 """
 
 import logging

@@ -10,7 +10,7 @@ The paper's "Ours random" row (same architecture, random weights):
 Smoke run: --epochs=1 --max_train_examples=2048 --max_eval_examples=1024.
 `--manual_dir` holds ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar; the
 TFDS dataset is prepared from them under `--data_dir` on the first run (hours,
-about 150 GB). The protocol is in l3/transfer/imagenet.py and in the JSON.
+about 150 GB). The protocol is in l3/eval/transfer/imagenet.py and in the JSON.
 """
 
 from absl import app, flags

@@ -13,7 +13,7 @@ on AVC) and, with --l3_export_dir, L3-Net itself. Without --val_pattern a
 part of the training videos is held out (--val_fraction, chosen by a hash of
 the video id) and copied into one shard: give Kinetics-Sounds' own validation
 split as --val_pattern rather than copying 10 % of the training set. See
-l3/transfer/kinetics_baselines.py for the protocol; the JSON records it.
+l3/eval/transfer/kinetics_baselines.py for the protocol; the JSON records it.
 
 Smoke run: --preset=small --classifier_steps=100 --pretraining_steps=100
 --num_eval_pairs=256.

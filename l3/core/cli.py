@@ -4,9 +4,9 @@
         cli.run(main, "l3-export")
 
 `run` parses the absl flags and calls `main`. Usage and input errors
-(`l3.errors.UsageError`, `absl.app.UsageError`, a bad or missing flag) print
+(`l3.core.errors.UsageError`, `absl.app.UsageError`, a bad or missing flag) print
 one line, `l3-export: error: --model_dir=runs/x does not exist`, and exit 2;
-a failed write (`l3.errors.WriteError`, which the writers raise for
+a failed write (`l3.core.errors.WriteError`, which the writers raise for
 TensorFlow's errors too, or an OSError with a full-disk or permission errno) prints `l3-export: error: cannot write ...`
 and exits 1. Anything else is a bug and keeps its traceback.
 

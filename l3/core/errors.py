@@ -3,7 +3,7 @@
 Library code raises these where the cause is the caller's input (a missing
 path, a pattern matching nothing, a folder of the wrong kind, a preset that
 does not match a checkpoint) or the machine (a full disk, a read-only path);
-the console scripts (`l3.bin.cli.run`) print them as
+the console scripts (`l3.core.cli.run`) print them as
 `l3-export: error: <message>` without a traceback. Anything else is a bug and
 keeps its traceback.
 """

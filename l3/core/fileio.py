@@ -5,7 +5,7 @@ file in the same directory, flushed and fsynced, then renamed over the final
 name (`os.replace` is atomic on POSIX within one filesystem). A crash, a kill
 or a full disk therefore leaves either the old file or the new one, never a
 truncated one; on any error the temporary file is removed and the error
-propagates (a full disk or a permission error as `l3.errors.WriteError`,
+propagates (a full disk or a permission error as `l3.core.errors.WriteError`,
 an OSError, naming the final path).
 
     with atomic_write("out/result.json", "w") as f:

@@ -19,7 +19,7 @@ pools to 4x4 (vision) and 4x3 (audio).
 
 Front ends (`input_repr`, issue 15): "linear" is the paper's spectrogram and
 the default of both presets; "mel128" / "mel256" are log-mel spectrograms
-with the same window and hop (`l3.frontend`). A preset with a mel front end
+with the same window and hop (`l3.model.frontend`). A preset with a mel front end
 is named "<preset>-<input_repr>" (`Preset.key`, e.g. "small-mel128"):
 that name is what train_config.json and export.json record, so every tool
 that rebuilds a preset from a name (`get_preset`) gets its front end back.

@@ -4,7 +4,7 @@
 
 Stages, each reusing what an earlier run left in `work_dir`:
 
-  1. corpus     generate the synthetic audio-visual corpus (`l3.corpus`; cached)
+  1. corpus     generate the synthetic audio-visual corpus (`l3.demo.corpus`; cached)
   2. tfrecords  build TFRecord shards from its mp4 files (`l3_tfrecords.builder`)
   3. train      train the small preset on the train split (`l3.train`; resumes)
   4. export     SavedModel encoders of the trained model and of an untrained one

@@ -20,7 +20,7 @@ threads ahead of the encoder; decoded files are grouped until a group holds
 `GROUP_BATCHES` x `batch_size` audio windows or images, and each group's
 windows and images go through the encoders in batches that cross files. A file that cannot be used
 is recorded ({"path", "reason", "error"}) and the rest go on; outputs are
-written atomically (`l3.fileio`), so a killed run leaves no partial `.npz`.
+written atomically (`l3.core.fileio`), so a killed run leaves no partial `.npz`.
 """
 
 import concurrent.futures

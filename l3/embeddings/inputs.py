@@ -189,7 +189,7 @@ def eval_view(image: np.ndarray, resize_side: int, image_size: int) -> np.ndarra
     """float32 [H, W, 3] in [0, 1] -> [image_size, image_size, 3]: the evaluation view.
 
     Smaller side to `resize_side` (antialiased bilinear), central crop: the
-    transform the encoder was evaluated with (`l3.image.eval_image`).
+    transform the encoder was evaluated with (`l3.ops.image.eval_image`).
     """
     from l3.ops import image as image_lib  # TensorFlow: imported on first image, not with l3
     return np.asarray(image_lib.eval_image(box_reduce(image, resize_side),

@@ -17,7 +17,6 @@ Per-class accuracy groups pairs by the class label of the frame's video
 (`frame_label` in the pipeline's metadata), when the records carry labels.
 """
 
-import collections
 import json
 import os
 from typing import Callable, Dict, Optional, Tuple
@@ -27,73 +26,18 @@ import tensorflow as tf
 
 from l3.core import errors
 from l3.model import network as model_lib
+from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs
 from l3.core import presets as presets_lib
 from l3.train import run_dir
 from l3.records import shard_reader
 
-# Not from the paper (it does not say how many pairs it scored): enough that
-# the accuracy's standard error is under 0.5 % (sqrt(0.25 / 10000)).
-DEFAULT_NUM_PAIRS = 10_000
-DEFAULT_SEED = 0
+DEFAULT_NUM_PAIRS = evaluation.DEFAULT_NUM_PAIRS
+DEFAULT_SEED = evaluation.DEFAULT_SEED
+avc_metrics = evaluation.avc_metrics        # the one home is l3.pairs.evaluation
+evaluate_pairs = evaluation.evaluate_pairs
 AVC_EXPORT = "avc"
 EXPORT_JSON = "export.json"
-
-
-def avc_metrics(probability: np.ndarray, label: np.ndarray,
-                frame_label: Optional[np.ndarray] = None) -> Dict:
-    """Accuracy numbers from P(corresponds) [n] and labels [n] (1 = corresponds).
-
-    Returns {"accuracy", "num_pairs", "accuracy_positive", "accuracy_negative",
-    "log_loss"} and, when `frame_label` (class names, bytes or str) has
-    non-empty entries, "per_class": {class: {"accuracy", "num_pairs"}} and
-    "mean_class_accuracy".
-    """
-    p = np.asarray(probability, np.float64).reshape(-1)
-    y = np.asarray(label).reshape(-1).astype(np.int64)
-    if p.shape != y.shape:
-        raise ValueError(f"{p.shape[0]} probabilities for {y.shape[0]} labels")
-    if not len(y):
-        raise ValueError("no pairs to evaluate")
-    correct = (p > 0.5) == (y == 1)
-    eps = 1e-7
-    result = {
-        "accuracy": float(correct.mean()),
-        "num_pairs": int(len(y)),
-        "accuracy_positive": float(correct[y == 1].mean()) if (y == 1).any() else None,
-        "accuracy_negative": float(correct[y == 0].mean()) if (y == 0).any() else None,
-        "log_loss": float(-np.mean(np.where(y == 1, np.log(p + eps), np.log(1 - p + eps)))),
-    }
-    if frame_label is not None:
-        names = [n.decode() if isinstance(n, bytes) else str(n)
-                 for n in np.asarray(frame_label).reshape(-1)]
-        groups = collections.defaultdict(list)
-        for name, ok in zip(names, correct):
-            if name:
-                groups[name].append(ok)
-        if groups:
-            result["per_class"] = {name: {"accuracy": float(np.mean(oks)), "num_pairs": len(oks)}
-                                   for name, oks in sorted(groups.items())}
-            result["mean_class_accuracy"] = float(
-                np.mean([v["accuracy"] for v in result["per_class"].values()]))
-    return result
-
-
-def evaluate_pairs(predict: Callable, dataset: tf.data.Dataset) -> Dict:
-    """Scores every pair of `dataset` with `predict(image, waveform) -> P [b]`.
-
-    `dataset` yields (image [b, S, S, 3], waveform [b, N], label [b]) and
-    optionally a metadata dict with "frame_label". Returns `avc_metrics`.
-    """
-    probs, labels, frame_labels = [], [], []
-    for element in dataset:
-        image, waveform, label = element[:3]
-        probs.append(np.asarray(predict(image, waveform)).reshape(-1))
-        labels.append(label.numpy())
-        if len(element) > 3 and "frame_label" in element[3]:
-            frame_labels.append(element[3]["frame_label"].numpy())
-    return avc_metrics(np.concatenate(probs), np.concatenate(labels),
-                       np.concatenate(frame_labels) if frame_labels else None)
 
 
 def _read_json(path: str) -> Dict:
@@ -175,9 +119,9 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
             raise errors.UsageError(f"no export.json beside {export_dir}; pass the preset")
         preset_obj = presets_lib.get_preset(preset)
         extra = {"source": export_dir}
-    options = pairs.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
-                                    include_metadata=True, deterministic=True)
-    dataset = pairs.make_dataset(data_pattern, preset_obj, training=False, options=options)
+    dataset = evaluation.evaluation_pairs(data_pattern, preset_obj, num_pairs=num_pairs, seed=seed,
+                                          batch_size=batch_size, include_metadata=True,
+                                          on_damaged_shard="stop")
     try:
         result = evaluate_pairs(predict, dataset)
     except tf.errors.DataLossError as e:

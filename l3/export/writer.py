@@ -17,7 +17,7 @@
 "onnx", "litert". The ONNX and LiteRT files are written by Keras's own
 `model.export(format=...)` (TensorFlow backend: tf2onnx and the TFLite
 converter), with the SavedModels' input and output names. Their front end
-computes the DFT as a matrix product (`l3.frontend`, dft="matmul": neither
+computes the DFT as a matrix product (`l3.model.frontend`, dft="matmul": neither
 converter takes TF's complex FFT outputs); ONNX keeps it in float64, LiteRT
 computes it in float32 (its builtin ops have no float64; a Select-TF-ops
 model would not run in the plain LiteRT interpreter). WORKSPACE_NOTES.md

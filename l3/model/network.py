@@ -74,7 +74,7 @@ def build_audio_network(preset: Preset, name: str = "audio_network",
     first layer ("spectrogram"): [b, N] -> [b, bands, frames, 1], frequency
     as height, time as width. `frontend_precision` "float32" and
     `frontend_dft` "matmul" are for runtimes without float64 or complex
-    numbers (the ONNX and LiteRT exports); see `l3.frontend`.
+    numbers (the ONNX and LiteRT exports); see `l3.model.frontend`.
     """
     waveform = keras.Input((preset.clip_samples,), name="waveform")
     x = frontend.LogSpectrogram(preset.stft_window, preset.stft_hop, preset.frontend_fft_length,

@@ -2,7 +2,7 @@
 
 These run in tf.data, outside the model. The spectrogram front ends, which
 live inside the audio encoder, are backend-neutral Keras layers in
-`l3.frontend`.
+`l3.model.frontend`.
 """
 
 import numpy as np

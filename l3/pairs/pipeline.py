@@ -3,7 +3,7 @@
     ds = pairs.make_dataset("data/train-*.tfrecord", presets.PAPER, training=True)
     image, waveform, label = next(iter(ds))
     # image [B, 224, 224, 3] uint8 (training: cropped and flipped; the training
-    # step scales and jitters it on the device, `l3.image.jitter_batch`; evaluation:
+    # step scales and jitters it on the device, `l3.ops.image.jitter_batch`; evaluation:
     # float32 in [0, 1]); waveform [B, 48000] float32;
     # label [B] int32, 1 = the frame and the audio correspond.
     ds = pairs.make_dataset(files, preset, training=False,
@@ -29,7 +29,7 @@ Sampling (section 2.2, "Training data sampling"):
   batch rarely holds two draws of one video (measured: WORKSPACE_NOTES.md,
   "Pairs per record read"). Evaluation draws one pair per record read.
 * **Videos shorter than one window** (or without any frame inside the audio)
-  are skipped; `l3.pair_ops.scan_videos` counts and logs them (evaluation
+  are skipped; `l3.pairs.sampling.scan_videos` counts and logs them (evaluation
   always scans; training does not by default: a scan reads the whole set).
 
 Evaluation pairs (`training=False`) are fixed: the same files and seed give
@@ -97,7 +97,7 @@ class PipelineOptions:
       prefetch: batches prefetched (AUTOTUNE by default; 0 for none).
       on_damaged_shard: a shard cut short or failing a CRC: "skip" its rest
         with a warning naming it (the default: a long job goes on) or "stop"
-        at once naming the file and byte offset (`l3.shard_reader`). Default
+        at once naming the file and byte offset (`l3.records.shard_reader`). Default
         "skip", except in deterministic pipelines, which stop: their small
         symbolic iterator checkpoints cannot hold tf.data's error-skipping
         state; asking one to skip makes its checkpoints full ones.
@@ -183,7 +183,7 @@ def read_records(files: List[str], *, training: bool, seed: int, epochs: Optiona
     """Serialized records of `files`: file names (sorted; reshuffled each epoch in
     training; `epochs` passes, None = forever) -> an interleave of TFRecord
     readers, `cycle_length` files at once; a damaged shard is skipped from its
-    damage on with a warning, or stops the pipeline (`l3.shard_reader`)."""
+    damage on with a warning, or stops the pipeline (`l3.records.shard_reader`)."""
     ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(files))
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -220,7 +220,7 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
     Returns:
       A dataset of `(image [B, S, S, 3], waveform [B, preset.clip_samples]
       float32, label [B] int32)` (+ the metadata dict); images are uint8 in
-      training (`l3.image.jitter_batch` finishes them on the device), float32
+      training (`l3.ops.image.jitter_batch` finishes them on the device), float32
       in [0, 1] in evaluation.
     """
     o = options
@@ -278,7 +278,7 @@ def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, tra
         ds = ds.interleave(lambda i, video: _dealt(video, i, per_video, o.open_videos),
                            cycle_length=o.open_videos, block_length=1)
     # 3. Shuffle these light elements, then decode the one JPEG and crop, flip
-    #    (`l3.image.train_view`, uint8; `eval_image` in evaluation); `load_frame`'s
+    #    (`l3.ops.image.train_view`, uint8; `eval_image` in evaluation); `load_frame`'s
     #    fast paths (crop-window decode, DCT-domain downscale) give the same views.
     if shuffle_pairs > 1:
         # Evaluation: the same order on every iteration of the dataset (fixed pairs).

@@ -211,8 +211,8 @@ class PairSampler:
     # --- stage 2: decode the one JPEG, augment --------------------------------------
     def load_frame(self, video: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Replaces `frame` (JPEG) by `image` [S, S, 3]: training, the uint8 view
-        (`l3.image.train_view`: crop, flip; the step on the device adds the jitter,
-        `l3.image.jitter_batch`); evaluation, `eval_image` (float32 in [0, 1])."""
+        (`l3.ops.image.train_view`: crop, flip; the step on the device adds the jitter,
+        `l3.ops.image.jitter_batch`); evaluation, `eval_image` (float32 in [0, 1])."""
         video = dict(video)
         jpeg, seed = video.pop("frame"), video.pop("image_seed")
         shape = tf.io.extract_jpeg_shape(jpeg)
@@ -320,11 +320,11 @@ def _balanced_labels(n, seed) -> tf.Tensor:
 
 
 def decimate_blocks(waveform, factor: int, block: int = 32) -> tf.Tensor:
-    """`l3.audio.decimate` (the same filter, the same output) computed as one dense
+    """`l3.ops.audio.decimate` (the same filter, the same output) computed as one dense
     convolution over blocks of `factor * block` samples.
 
     float32 [batch, samples] (samples a multiple of `factor`) -> [batch, samples // factor].
-    A single-channel strided conv1d (`l3.audio.decimate`) runs at ~14 ms a 1-s
+    A single-channel strided conv1d (`l3.ops.audio.decimate`) runs at ~14 ms a 1-s
     window on this machine's cores, the small preset's largest cost per pair;
     as blocks (`block` outputs per step from `factor * block` input channels,
     ~1.5x the multiply-adds but matrix-shaped) it is ~6x faster.

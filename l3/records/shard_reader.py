@@ -16,7 +16,7 @@ at the damaged record, naming neither the file nor what is lost. Two ways:
       checkpoint in full.
   on_damage="stop": the plain reader; `DataLossError` propagates and
       `damaged_shard_error` (called by `l3.train.train` and
-      `l3.evaluate.evaluate_avc`) turns it into a one-line
+      `l3.eval.avc.evaluate_avc`) turns it into a one-line
       `errors.DamagedShardError` naming the shard and the byte offset.
 """
 

@@ -2,7 +2,7 @@
 
 `TrainConfig` is what `l3.train.train` takes; `resolved()` fills in the
 preset's defaults; `write_config` records it as `model_dir/train_config.json`
-(read back by `l3.run_dir`), refusing to resume a run of another preset.
+(read back by `l3.train.run_dir`), refusing to resume a run of another preset.
 """
 
 import dataclasses
@@ -39,7 +39,7 @@ class TrainConfig:
       eval_pattern: held-out shards for periodic AVC accuracy (optional).
       train_steps / train_pairs: run length (steps wins; pairs are rounded
         up to whole global batches). Default: DEFAULT_TRAIN_PAIRS.
-      strategy / cluster: see `l3.distribute`.
+      strategy / cluster: see `l3.train.distribute`.
       mixed_precision: "none", "bf16" or "fp16" (dynamic loss scaling).
       checkpoint_input: checkpoint the input iterator (exact resume); off
         uses the distributed iterator, and a resumed run re-seeds its input.
@@ -47,13 +47,13 @@ class TrainConfig:
         `l3.pairs.DEFAULT_PAIRS_PER_VIDEO`).
       data_service_address: "grpc://host:port" of a tf.data service
         dispatcher: the training pipeline runs on its input workers
-        (`l3.train_input`; resume semantics there). Evaluation stays local.
+        (`l3.train.inputs`; resume semantics there). Evaluation stays local.
       data_service_timeout_s: how long to wait for the dispatcher to answer.
       steps_per_loop: steps per `tf.function` call (`Trainer.make_loop_function`);
         logging, summaries, evaluation, checkpoints and the SIGTERM and NaN
         checks happen between loops. None: `l3.train.GPU_STEPS_PER_LOOP` with GPUs, else 1.
       on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
-        or "stop" (at once, naming the shard and byte offset); `l3.shard_reader`.
+        or "stop" (at once, naming the shard and byte offset); `l3.records.shard_reader`.
         Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
         held-out evaluation skips unless told to stop.
     """

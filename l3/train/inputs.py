@@ -1,10 +1,10 @@
 """Where the training loop's batches come from: this worker's own pipeline or the tf.data service.
 
 * **Local** (the default): one `l3.pairs.make_dataset` pipeline per trainer
-  worker, sharded by file (`l3.distribute.WorkerInput`). Its iterator is
+  worker, sharded by file (`l3.train.distribute.WorkerInput`). Its iterator is
   checkpointed, so a resumed run continues the exact input sequence.
 * **Service** (`data_service_address`): the same pipeline definition runs on
-  the tf.data service's input workers (`l3.data_service`, distributed epoch);
+  the tf.data service's input workers (`l3.pairs.data_service`, distributed epoch);
   every trainer reads one shared job. The service's iterator cannot be
   checkpointed. A run resumed at checkpoint step s reads a *new* job,
   `data_service.job_name(model_dir, s)`, whose pipeline seed is `seed + s`:
@@ -23,6 +23,7 @@ from absl import logging
 
 from l3.pairs import data_service
 from l3.train import distribute
+from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs
 from l3.core import presets as presets_lib
 
@@ -43,11 +44,10 @@ def default_dataset_fn(config, seed: int) -> Callable:
 
 def eval_dataset(config) -> tf.data.Dataset:
     """The fixed held-out pairs of `config.eval_pattern` (image, waveform, label) batches."""
-    return pairs.make_dataset(
-        config.eval_pattern, presets_lib.get_preset(config.preset), training=False,
-        options=pairs.PipelineOptions(batch_size=config.eval_batch_size, seed=config.eval_seed,
-                                      num_pairs=config.eval_pairs, deterministic=True,
-                                      on_damaged_shard=config.on_damaged_shard or "skip"))
+    return evaluation.evaluation_pairs(
+        config.eval_pattern, presets_lib.get_preset(config.preset), num_pairs=config.eval_pairs,
+        seed=config.eval_seed, batch_size=config.eval_batch_size,
+        on_damaged_shard=config.on_damaged_shard or "skip")
 
 
 def training_input(config, strategy, dataset_fn: Optional[Callable], latest: Optional[str],

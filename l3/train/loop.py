@@ -45,15 +45,15 @@ Choices, and why:
 * **Frames arrive as uint8** (a quarter of float32's bytes on the host and
   the copy): the step scales them to [0, 1] and adds the brightness and
   saturation jitter on the device (`Trainer.device_inputs`,
-  `l3.image.jitter_batch`), seeded by (seed, optimizer step, replica), so a
+  `l3.ops.image.jitter_batch`), seeded by (seed, optimizer step, replica), so a
   resumed run draws the same jitter. Float images are taken as finished.
-* **Input**: one tf.data pipeline per worker (`l3.distribute.WorkerInput`),
+* **Input**: one tf.data pipeline per worker (`l3.train.distribute.WorkerInput`),
   sharded as `distribute_datasets_from_function` would; its plain iterator is
   checkpointable, the distributed one is not. The price: batches are copied
   to the accelerators inside the step rather than prefetched there
   (`checkpoint_input=False` restores prefetching and gives up exact resume).
   With `data_service_address` the same pipeline runs on tf.data service
-  workers instead (`l3.train_input` states what a resume then sees).
+  workers instead (`l3.train.inputs` states what a resume then sees).
 * **Determinism** (`deterministic=True`): op determinism and seeded
   initialisation; with the input iterator checkpointed, a run killed and
   resumed ends with the same weights as an uninterrupted one.
@@ -71,9 +71,9 @@ import tensorflow as tf
 from l3.pairs import data_service
 from l3.train import distribute
 from l3.core import errors
-from l3.eval import avc as evaluate_lib
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
+from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs
 from l3.train import precision
 from l3.core import presets as presets_lib
@@ -161,7 +161,7 @@ class Trainer:
         [b, S, S, 3] in [0, 1], waveform, label).
 
         uint8 images (the training pipeline's) get the [0, 1] scaling and the
-        brightness/saturation jitter here (`l3.image.jitter_batch`), seeded by
+        brightness/saturation jitter here (`l3.ops.image.jitter_batch`), seeded by
         (seed, optimizer step, replica id); float images pass unchanged.
         """
         image, waveform, label = batch[:3]
@@ -285,7 +285,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
 
     def run_eval(step):  # the chief alone, on its first device: no collectives
         with tf.device(distribute.first_local_device(strategy)):
-            result = evaluate_lib.evaluate_pairs(predict, train_input.eval_dataset(config))
+            result = evaluation.evaluate_pairs(predict, train_input.eval_dataset(config))
         with eval_writer.as_default():
             scalar_summary("avc_accuracy", result["accuracy"], step)
             scalar_summary("avc_log_loss", result["log_loss"], step)

@@ -4,7 +4,7 @@ name, no temp files, and a re-run after space is freed completes.
 
 The full disk is a real small filesystem (tmpfs, mounted here when we may: root on
 Linux); where mounting is not possible those tests skip, and a write-failing wrapper
-(fsync raising ENOSPC) checks `l3.fileio` everywhere.
+(fsync raising ENOSPC) checks `l3.core.fileio` everywhere.
 """
 
 import errno

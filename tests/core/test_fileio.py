@@ -1,4 +1,4 @@
-"""l3.fileio: atomic writes leave the old file or the new one, never a partial one."""
+"""l3.core.fileio: atomic writes leave the old file or the new one, never a partial one."""
 
 import hashlib
 import json

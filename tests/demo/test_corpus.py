@@ -1,4 +1,4 @@
-"""The bundled corpus (l3.corpus): layout, determinism, decodability, design.
+"""The bundled corpus (l3.demo.corpus): layout, determinism, decodability, design.
 
 Files are generated once per module in a tiny configuration (all 10
 classes, 2 + 1 videos each, 2 s, 4 fps, 96x128); properties of the default

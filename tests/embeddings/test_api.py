@@ -201,7 +201,7 @@ def test_bad_audio_is_named_and_nothing_runs(model):
 
 
 def _eval_view(image_u8, model):
-    """Reference view: l3.image.eval_image (the evaluation transform) of the RGB image."""
+    """Reference view: l3.ops.image.eval_image (the evaluation transform) of the RGB image."""
     from l3.ops import image as image_lib
     return np.asarray(image_lib.eval_image(image_u8, resize_side=presets.SMALL.resize_side,
                                            image_size=model.image_size))

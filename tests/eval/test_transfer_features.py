@@ -1,7 +1,7 @@
 """The encoders' transfer features against numpy references from the network's own conv4_2.
 
 Audio `conv4_2_pooled` is conv4_2 before ReLU, vision's after ReLU, each
-max-pooled with its preset's kernel = stride (tests/transfer_reference.py);
+max-pooled with its preset's kernel = stride (tests/fixtures/transfer_reference.py);
 both presets, both encoders. conv4_2_bn is shifted so that whole pooling
 windows are negative: taking the wrong side of the ReLU then changes values.
 """

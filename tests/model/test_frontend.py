@@ -1,4 +1,4 @@
-"""Front ends (l3/frontend.py): mel filters vs librosa, log-mel vs librosa, DFT
+"""Front ends (l3/model/frontend.py): mel filters vs librosa, log-mel vs librosa, DFT
 as FFT and as matmul, and the same numbers under the JAX and PyTorch backends."""
 
 import importlib.util

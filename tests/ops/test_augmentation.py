@@ -2,9 +2,9 @@
 
 A coloured, left-right asymmetric frame (left half reddish, right half
 bluish, both with max channel V = 0.75 and min m = 0.45, so no jitter clips)
-goes through `l3.image.train_image` and through the pair pipeline
+goes through `l3.ops.image.train_image` and through the pair pipeline
 (`l3.pairs.make_dataset`, training, whose uint8 frames the training step
-finishes with `l3.image.jitter_batch`) from real TFRecords, both when the
+finishes with `l3.ops.image.jitter_batch`) from real TFRecords, both when the
 stored frame must be resized (decode, resize, crop: `train_image`) and when it
 is already at the preset's `resize_side` (crop-then-decode,
 `decode_and_crop_jpeg`). From each output the augmentation is read back:

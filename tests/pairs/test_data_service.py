@@ -1,7 +1,7 @@
-"""Training input through the tf.data service, on localhost (l3.data_service, l3-data-service).
+"""Training input through the tf.data service, on localhost (l3.pairs.data_service, l3-data-service).
 
 A real dispatcher and two real input workers run as subprocesses
-(`l3.local_service`, i.e. `python -m l3.bin.data_service`) on free 127.0.0.1
+(`l3.pairs.local_service`, i.e. `python -m l3.bin.data_service`) on free 127.0.0.1
 ports; every process is stopped at the end of the module, also on failure.
 Checked: pairs read through the service decode to aligned positives and
 cross-video negatives; `l3-train` trains through it (the loss falls) and

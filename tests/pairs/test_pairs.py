@@ -1,6 +1,6 @@
 """The AVC pair pipeline (`l3.pairs`), checked by decoding pixels and tones back.
 
-The shards come from `tests/record_fixtures.py`: frame hue says (video, frame
+The shards come from `tests/fixtures/records.py`: frame hue says (video, frame
 index), and each 1-s window is located in its video's track by pitch and
 cross-correlation, so alignment is tested on the data itself, not only on the
 pipeline's own metadata.

@@ -1,6 +1,6 @@
 """Damaged shards (issue 17, item 1): the verifier, and the pipeline's skip / stop.
 
-Shards are written by `tests/record_fixtures.py` (the real schema); damage is
+Shards are written by `tests/fixtures/records.py` (the real schema); damage is
 done to the bytes on disk: a shard truncated to half its size (an interrupted
 copy) and one byte flipped inside a record's data (bit rot).
 """

@@ -1,4 +1,4 @@
-"""`steps_per_loop`: several training steps per tf.function call (l3.train, l3.train_utils).
+"""`steps_per_loop`: several training steps per tf.function call (l3.train, l3.train.utils).
 
 In deterministic mode the grouping of steps into loops must not change the
 weights: 1 and 4 steps per loop end bit-identical after the same steps, with

@@ -3,7 +3,7 @@
 Each `AVClass` has per-video parameters (`setup`), a frame renderer (`draw`)
 and a sound synthesiser (`sound`) sharing those parameters (and event times)
 so that the picture and the sound move together. The table of classes is in
-the `l3.corpus` docstring.
+the `l3.demo.corpus` docstring.
 """
 
 import dataclasses
@@ -29,7 +29,7 @@ class AVClass:
     """One class: its descriptions, its hue, and three functions sharing the dict `p`.
 
     `p` is one video's parameters: variant, scale, pitch, tempo, x0 and y0
-    (pixels), colour float32 [3] (`l3.corpus.plan.class_params`), plus what
+    (pixels), colour float32 [3] (`l3.demo.corpus.plan.class_params`), plus what
     `setup` adds (e.g. events: float64 [k], seconds of the visible events).
     """
 

@@ -2,7 +2,7 @@
 
 Sounds are float64 [n] at rate `sr`; a background is float32 [h, w, 3] in
 about [0, 1]. The camera's pan, shake, flicker and sensor noise are drawn in
-the plan (`l3.corpus.plan`) and applied by `l3.corpus.render`.
+the plan (`l3.demo.corpus.plan`) and applied by `l3.demo.corpus.render`.
 """
 
 import math

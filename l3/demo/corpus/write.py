@@ -251,7 +251,7 @@ def _generate(root, params, plans, workers, progress, overwrite) -> CorpusInfo:
     classes = [{"name": c.name, "index": i, "visual": c.visual, "audio": c.audio}
                for i, c in enumerate(CLASSES[:params.num_classes])]
     _write_csv(root / CSV_NAME, plans)
-    _write_json(root / JSON_NAME, {"generator": f"l3.corpus v{CORPUS_VERSION}", "params": params.to_json(),
+    _write_json(root / JSON_NAME, {"generator": f"l3.demo.corpus v{CORPUS_VERSION}", "params": params.to_json(),
                                    "classes": classes, "videos": [p.meta() for p in plans]})
     (root / _IN_PROGRESS).unlink()
     return load_corpus(root)

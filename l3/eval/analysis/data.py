@@ -8,7 +8,7 @@ read straight from the TFRecord schema (`l3.records`), not through the random
 pair sampler, so every run sees the same items.
 
 `load_items(pattern, preset)` returns an `Items` with
-  images     float32 [n, S, S, 3] in [0, 1]  (`l3.image.eval_image`: centre crop)
+  images     float32 [n, S, S, 3] in [0, 1]  (`l3.ops.image.eval_image`: centre crop)
   waveforms  float32 [n, N] at preset.sample_rate (N = preset.clip_samples)
   labels     int32 [n], indices into `class_names` (sorted class names)
 and per-item `video_ids` and `times` (the frame's timestamp, seconds).
@@ -31,7 +31,7 @@ from l3.core import errors
 from l3.records import schema as records
 from l3.core.presets import Preset
 
-# Half the length of `l3.audio.decimate`'s FIR, in input samples per unit of
+# Half the length of `l3.ops.audio.decimate`'s FIR, in input samples per unit of
 # the factor: reading this much extra audio on each side keeps the filter's
 # zero-padding outside the clip.
 _DECIMATE_MARGIN_PER_FACTOR = 32

@@ -22,7 +22,7 @@ Protocols:
   paper's Table 2b) on the test set, so this is the number to set beside
   the paper's 93 %; the paper does not say more about its DCASE split.
 
-60 equally spaced 1 s subclips per clip; see `l3.transfer.protocol` for the rest.
+60 equally spaced 1 s subclips per clip; see `l3.eval.transfer.protocol` for the rest.
 """
 
 import collections

@@ -7,7 +7,7 @@ Layout (the released dataset, github.com/karolpiczak/ESC-50):
 
 Protocol: the 5 predefined folds, leave-one-fold-out, mean accuracy
 (the paper: 79.3 %); 10 equally spaced 1 s subclips per clip; see
-`l3.transfer.protocol` for the rest. `esc10=True` keeps the 40 x 10 clips flagged
+`l3.eval.transfer.protocol` for the rest. `esc10=True` keeps the 40 x 10 clips flagged
 `esc10` (targets renumbered only in reports; labels stay ESC-50 targets).
 
 Folds never leak: the dataset puts every clip cut from one Freesound

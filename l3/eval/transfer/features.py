@@ -1,7 +1,7 @@
 """Batched feature extraction from clips in memory or audio files, and the on-disk feature cache.
 
 Every clip becomes `num_subclips` equally spaced 1 s subclips
-(`l3.transfer.subclips`), run through an `Encoder` in batches of several
+(`l3.eval.transfer.subclips`), run through an `Encoder` in batches of several
 clips: features are float32 [n_clips, num_subclips, P].
 """
 

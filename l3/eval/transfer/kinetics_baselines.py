@@ -3,7 +3,7 @@
 On labelled shards (Kinetics-Sounds in the paper: 34 classes):
 
 1. train a supervised vision and a supervised audio classifier
-   (`l3.transfer.supervised`: L3 trunk + fc 512x128 (ReLU) + fc 128xK);
+   (`l3.eval.transfer.supervised`: L3 trunk + fc 512x128 (ReLU) + fc 128xK);
 2. **supervised direct combination**: a (frame, audio) pair's score is the
    dot product of the two classifiers' K-way softmax outputs; the pair is
    called corresponding when the score exceeds a threshold, the one that
@@ -44,6 +44,7 @@ from l3.export import writer as export_lib
 from l3.core import fileio
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
+from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs_lib
 from l3.core import presets as presets_lib
 from l3.records import schema as records
@@ -76,7 +77,7 @@ class BaselineConfig:
     batch_size: Optional[int] = None
     learning_rate: Optional[float] = None
     val_fraction: float = DEFAULT_VAL_FRACTION
-    # As `l3-eval-avc` (l3.evaluate's defaults), so the L3 row equals its number.
+    # As `l3-eval-avc` (l3.eval.avc's defaults), so the L3 row equals its number.
     num_val_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS
     num_eval_pairs: int = evaluate_lib.DEFAULT_NUM_PAIRS  # as l3-eval-avc
     eval_seed: int = evaluate_lib.DEFAULT_SEED
@@ -136,10 +137,9 @@ def _unpack(batch):
 
 def pair_dataset(pattern, preset, *, batch_size: int, seed: int,
                  num_pairs: int) -> tf.data.Dataset:
-    """The fixed held-out pairs of `pattern` (a glob or file list) for `seed` (l3.pairs, evaluation)."""
-    options = pairs_lib.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
-                                        deterministic=True)
-    return pairs_lib.make_dataset(pattern, preset, training=False, options=options)
+    """The fixed held-out pairs of `pattern` (a glob or file list) for `seed` (`l3.pairs.evaluation`)."""
+    return evaluation.evaluation_pairs(pattern, preset, num_pairs=num_pairs, seed=seed,
+                                       batch_size=batch_size)
 
 
 def direct_score_fn(vision_classifier: keras.Model, audio_classifier: keras.Model):
@@ -246,7 +246,7 @@ def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, lear
     Loss: cross-entropy + `supervised.weight_decay_loss` (0.5 * wd * sum(w^2))
     of the trainable kernels; `optimizer` replaces Adam(learning_rate) when given.
     The training pipeline's uint8 views [b, S, S, 3] get the step's end of the
-    augmentation as AVC training does (`l3.image.jitter_batch`, seeded by
+    augmentation as AVC training does (`l3.ops.image.jitter_batch`, seeded by
     (seed, step)); float images are taken as finished.
     """
     optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)

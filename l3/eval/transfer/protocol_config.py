@@ -99,7 +99,7 @@ def protocol_description(config: SvmProtocolConfig, *, feature_dim: int, encoder
         "classifier": "one-vs-all linear SVM, L2-regularised squared hinge, unregularised bias",
         "solver": "batched primal truncated Newton (Newton-CG, exact line search), float32 BLAS, "
                   f"CG preconditioned on the top-{linear_svm.DEFAULT_PRECONDITION_RANK} singular "
-                  "subspace (l3.transfer.linear_svm; liblinear's L2-loss primal method, all "
+                  "subspace (l3.eval.transfer.linear_svm; liblinear's L2-loss primal method, all "
                   "classes at once)",
         "tol": config.tol,
         "stopping": "per class: a Newton step lowers the objective by less than tol (relative)",

@@ -9,9 +9,9 @@ analogously". `build_classifier` is that: the L3 trunk (`vision_network` or
 Kinetics-Sounds).
 
 Training examples are read straight from labelled records (`l3.records`):
-per video, one random frame (`l3.image.train_image`: resize, random crop,
-flip, colour jitter) or one random 1 s audio window (`l3.audio.random_gain`,
-then `l3.audio.decimate` to the preset's rate). Evaluation views are
+per video, one random frame (`l3.ops.image.train_image`: resize, random crop,
+flip, colour jitter) or one random 1 s audio window (`l3.ops.audio.random_gain`,
+then `l3.ops.audio.decimate` to the preset's rate). Evaluation views are
 deterministic: the middle frame (centre crop) and the centred 1 s window.
 Randomness is stateless, from (seed, position in the stream), so a run is
 reproducible.
