@@ -113,12 +113,12 @@ def test_trainer_l2_term_and_fitting_one_batch():
     want_l2 = 0.5 * 1e-2 * sum(float(np.sum(v.numpy() ** 2))
                                for v in model_lib.weight_decay_variables(trainer.model))
     step = trainer.make_train_function(lambda: batch)
-    totals = [step(tf.constant(0.0)).numpy() for _ in range(25)]
-    np.testing.assert_allclose(totals[0][1], want_l2, rtol=1e-4)
-    assert totals[0][3] == 0.0 and totals[-1][4] == 0.0  # no stop request; all finite
-    first, last = totals[0][0], np.mean([t[0] for t in totals[-3:]])
+    outs = [train.StepOutputs.from_tensors(step(tf.constant(0.0))) for _ in range(25)]
+    np.testing.assert_allclose(outs[0].l2, want_l2, rtol=1e-4)
+    assert outs[0].stop_requests == 0.0 and outs[-1].nonfinite == 0.0  # no stop; all finite
+    first, last = outs[0].cross_entropy, np.mean([o.cross_entropy for o in outs[-3:]])
     assert last < 0.5 * first and last < 0.3, (first, last)
-    assert totals[-1][2] == 8.0  # all 8 pairs right
+    assert outs[-1].correct == 8.0  # all 8 pairs right
 
 
 @pytest.fixture(scope="module")
