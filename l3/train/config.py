@@ -56,6 +56,9 @@ class TrainConfig:
         many pairs of a replica's batch ("ghost" batch norm); 0: the replica's
         whole batch. Default: the preset's (paper 16, the pairs of one GPU in
         the paper; small: the whole batch); 0 with `sync_batch_norm`.
+      cpu_replicas: train on this many logical CPU devices (`l3.train.devices`):
+        Mirrored over them, or this many replicas per worker in a multi-worker
+        job; a rehearsal of a multi-GPU job on a CPU (docs/rehearse.md).
       on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
         or "stop" (at once, naming the shard and byte offset); `l3.records.shard_reader`.
         Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
@@ -92,6 +95,7 @@ class TrainConfig:
     data_service_timeout_s: float = 30.0
     on_damaged_shard: Optional[str] = None
     bn_group_size: Optional[int] = None
+    cpu_replicas: Optional[int] = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed.
@@ -103,12 +107,15 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, "
                              f"got {self.mixed_precision!r}")
-        for name in ("steps_per_loop", "pairs_per_video"):
+        for name in ("steps_per_loop", "pairs_per_video", "cpu_replicas"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.data_service_address:
             data_service.parse_address(self.data_service_address)
+        if (self.cpu_replicas or 1) > 1 and self.strategy == "one_device":
+            raise ValueError(f"cpu_replicas={self.cpu_replicas} needs --strategy=auto, mirrored "
+                             "or multi_worker, not one_device")
         group = self.bn_group_size
         if group is not None and group < 0:
             raise ValueError(f"bn_group_size must be >= 0, got {group}")

@@ -193,7 +193,8 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
         cluster_lib.check_environment(config.strategy, config.cluster)
     if config.data_service_address:  # fail early and clearly, not in a silent retry loop
         data_service.check_dispatcher(config.data_service_address, config.data_service_timeout_s)
-    strategy = strategy or distribute.make_strategy(config.strategy, config.cluster)
+    strategy = strategy or distribute.make_strategy(config.strategy, config.cluster,
+                                                    config.cpu_replicas)
     # The chief locks the run folder (a second trainer on it refuses), before writing to it.
     lock = lock_lib.RunLock(config.model_dir) if distribute.is_chief(strategy) else None
     # After the strategy: with a multi-worker cluster TF installs its own SIGTERM

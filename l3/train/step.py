@@ -41,6 +41,7 @@ Choices, and why:
 import dataclasses
 from typing import Callable, Dict, List, Mapping, Optional
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -138,6 +139,16 @@ class Trainer:
                           for v in (layer.moving_mean, layer.moving_variance)]
         self._moving_stats = [] if sync_batch_norm or replicas == 1 else self._bn_stats
         self._decay_vars = model_lib.weight_decay_variables(self.model)
+        if jit_compile and sync_batch_norm and replicas > 1 and not all(
+                "GPU" in d.upper() for d in strategy.extended.worker_devices):
+            # MirroredStrategy all-reduces inside XLA only between GPUs (elsewhere it needs
+            # a merge_call, which a compiled function cannot make): synchronized BN's
+            # all-reduces would fail to compile.
+            logging.warning("jit_compile with sync_batch_norm on %d replicas that are not all "
+                            "GPUs: the step runs without XLA (TensorFlow all-reduces inside "
+                            "XLA only between GPUs)", replicas)
+            jit_compile = False
+        self.jit_compile = jit_compile
         self._forward_backward = (tf.function(self._gradients, jit_compile=True)
                                   if jit_compile else self._gradients)
 

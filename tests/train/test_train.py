@@ -67,6 +67,18 @@ def test_config_defaults_follow_the_preset():
                              train_pairs=10**9).resolved().train_steps == 7
     with pytest.raises(ValueError, match="mixed_precision"):
         train.TrainConfig(train_pattern="x", model_dir="m", mixed_precision="fp8").resolved()
+    # Batch-norm groups: the preset's (paper 16, small the replica's batch), none with sync BN.
+    assert paper.bn_group_size == 16 and small.bn_group_size == 0
+    assert train.TrainConfig(train_pattern="x", model_dir="m",
+                             sync_batch_norm=True).resolved().bn_group_size == 0
+    assert train.TrainConfig(train_pattern="x", model_dir="m", preset="small",
+                             bn_group_size=8).resolved().bn_group_size == 8
+    with pytest.raises(ValueError, match="exclude each other"):
+        train.TrainConfig(train_pattern="x", model_dir="m", sync_batch_norm=True,
+                          bn_group_size=16).resolved()
+    with pytest.raises(ValueError, match="cpu_replicas=2 needs"):
+        train.TrainConfig(train_pattern="x", model_dir="m", cpu_replicas=2,
+                          strategy="one_device").resolved()
 
 
 def test_device_inputs_finish_uint8_frames_on_the_device():
