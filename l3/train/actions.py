@@ -18,7 +18,8 @@ An action with an `every` attribute makes loops end on its multiples.
 
 import math
 import os
-from typing import Callable, Optional
+import time
+from typing import Callable, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -45,6 +46,7 @@ class SaveCheckpoints:
                  saved_step: int, path: Optional[str], say: Callable = logging.info):
         self._save, self.model_dir, self.every = save, model_dir, every
         self.saved_step, self.path, self._say = saved_step, path, say
+        self.seconds: List[float] = []  # wall time of each save in this run
 
     def __call__(self, state: LoopState):
         if state.done:
@@ -54,6 +56,7 @@ class SaveCheckpoints:
             self.save(state.step)
 
     def save(self, step: int) -> str:
+        began = time.perf_counter()
         try:
             path = self._save(step)
         except (tf.errors.OpError, OSError) as e:  # full disk: one line, no partial ckpt-<step>
@@ -61,7 +64,8 @@ class SaveCheckpoints:
                 raise
             remove_partial_checkpoint(self.model_dir, step)
             raise errors.write_error(os.path.join(self.model_dir, f"ckpt-{step}"), e) from None
-        self._say("checkpoint %s", path)
+        self.seconds.append(time.perf_counter() - began)
+        self._say("checkpoint %s (%.2f s)", path, self.seconds[-1])
         self.saved_step, self.path = step, path
         return path
 

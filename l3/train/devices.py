@@ -28,9 +28,9 @@ from tensorflow.python.distribute import collective_all_reduce_strategy as _coll
 def split_cpu(n: int) -> List[str]:
     """Splits the host CPU into `n` logical devices; returns the names of the first n.
 
-    Call before TensorFlow runs any op. If it already has at least n logical
-    CPU devices (split earlier in this process), those are used. Raises
-    ValueError otherwise.
+    Call before TensorFlow runs any op (and, multi-worker, before the strategy
+    configures its collectives). If the CPU was already split into at least n
+    logical devices in this process, those are used. Raises ValueError otherwise.
     """
     if n < 1:
         raise ValueError(f"cpu_replicas must be >= 1, got {n}")
@@ -44,7 +44,9 @@ def split_cpu(n: int) -> List[str]:
             raise ValueError(f"cpu_replicas={n}: TensorFlow already started with {have} CPU "
                              "device(s) in this process; split the CPU before it runs any op "
                              "(l3-train does)") from None
-    return [d.name for d in tf.config.list_logical_devices("CPU")[:n]]
+    # Named, not listed: listing would start TensorFlow's runtime, after which a
+    # multi-worker strategy can no longer configure its collectives.
+    return [f"/device:CPU:{i}" for i in range(n)]
 
 
 @contextlib.contextmanager

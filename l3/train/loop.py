@@ -148,6 +148,8 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     return {"step": state.step, "start_step": start_step, "train_steps": total,
             "stopped": stopped, **progress.last, "eval_accuracy": evaluate.accuracy,
             "checkpoint": saver.path, "weights_sha256": digest,
+            "checkpoint_write_seconds": (sorted(saver.seconds)[len(saver.seconds) // 2]
+                                         if saver.seconds else None),
             "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
             "model_dir": config.model_dir}
@@ -179,6 +181,7 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
       {"step", "start_step", "train_steps", "stopped" ("completed" or
       "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
       (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
+      "checkpoint_write_seconds" (median of this run's saves, or None),
       "num_replicas", "num_workers", "is_chief", "model_dir"}.
 
     Raises:
