@@ -5,8 +5,10 @@
 
 Resumes from the latest checkpoint in --model_dir. Multi-host runs and the
 tf.data service (--data_service_address): see launch/README.md. The logic lives in `l3.train`; this is only flags.
-Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
-(after saving a checkpoint; run the same command to resume).
+Rehearse a multi-GPU job on the CPU with --cpu_replicas (docs/rehearse.md).
+Exit status: 0 done, 1 error, 2 usage or input error (a bad flag, TF_CONFIG,
+another trainer holding --model_dir), 3 non-finite loss, 143 stopped by
+SIGTERM (after saving a checkpoint; run the same command to resume).
 """
 
 import dataclasses

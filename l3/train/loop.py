@@ -44,6 +44,7 @@ Choices, and why (the step's own are in `l3.train.step`):
 
 import contextlib
 import os
+import statistics
 import time
 from typing import Callable, Dict, Optional
 
@@ -148,7 +149,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     return {"step": state.step, "start_step": start_step, "train_steps": total,
             "stopped": stopped, **progress.last, "eval_accuracy": evaluate.accuracy,
             "checkpoint": saver.path, "weights_sha256": digest,
-            "checkpoint_write_seconds": (sorted(saver.seconds)[len(saver.seconds) // 2]
+            "checkpoint_write_seconds": (statistics.median(saver.seconds)
                                          if saver.seconds else None),
             "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
