@@ -134,6 +134,22 @@ def test_trainer_l2_term_and_fitting_one_batch():
     assert outs[-1].correct == 8.0  # all 8 pairs right
 
 
+@pytest.mark.slow  # ~40 s; fast form: test_step_options.py::test_every_option_at_once_on_four_replicas
+def test_every_gpu_option_at_once_on_four_cpu_replicas(shards, tmp_path):
+    """Issue 21 item 3: `l3-train --cpu_replicas=4 --mixed_precision=bf16 --jit_compile
+    --sync_batch_norm --steps_per_loop=4` trains and finishes (the same flags through
+    `train`). (The CPU is split into 4 devices for the session by tests/train/conftest.py,
+    as the flag does in a fresh process; resuming several replicas per worker:
+    test_two_worker_job_killed_preempted_and_resumed.)"""
+    options = dict(cpu_replicas=4, strategy="auto", mixed_precision="bf16", jit_compile=True,
+                   sync_batch_norm=True, steps_per_loop=4, checkpoint_every=4, log_every=4)
+    first = train.train(_config(shards, tmp_path, train_steps=4, **options))
+    assert (first["step"], first["num_replicas"], first["stopped"]) == (4, 4, "completed")
+    assert np.isfinite(first["loss"]) and first["checkpoint"] == str(tmp_path / "ckpt-4")
+    recorded = json.loads((tmp_path / "train_config.json").read_text())
+    assert (recorded["num_replicas"], recorded["cpu_replicas"], recorded["bn_group_size"]) == (4, 4, 0)
+
+
 @pytest.fixture(scope="module")
 def trained_run(shards, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("run")
