@@ -65,7 +65,7 @@ class RunLock:
             return self
         os.makedirs(self.model_dir, exist_ok=True)
         for _ in range(10):  # retried only if the file was replaced while we waited
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -88,11 +88,15 @@ class RunLock:
                                 _describe(previous), self.path)
             me = {"host": socket.gethostname(), "pid": os.getpid(),
                   "started": datetime.datetime.now().isoformat(timespec="seconds")}
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, (json.dumps(me) + "\n").encode())
-            os.fsync(fd)
             self._fd = fd
+            try:
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, (json.dumps(me) + "\n").encode())
+                os.fsync(fd)
+            except OSError as e:  # a full disk: one line naming the file, nothing left
+                self.release()
+                raise errors.write_error(self.path, e) from None
             return self
         raise RunLockedError(f"could not lock {self.path}: it keeps being replaced")
 
