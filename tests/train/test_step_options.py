@@ -284,3 +284,14 @@ def test_every_option_at_once_on_four_replicas(reference):
     assert len(result.outputs) == 4 and int(result.trainer.optimizer.iterations.numpy()) == 4
     losses = [out.cross_entropy for out in result.outputs]
     assert losses[-1] < losses[0] and all(out.nonfinite == 0 for out in result.outputs)
+
+
+@pytest.mark.slow  # ~65 s here: XLA compiles the step once per replica device
+def test_xla_and_bf16_on_four_replicas_equal_one_device_with_groups_of_two():
+    """XLA where it applies on CPU replicas (per-replica BN: no all-reduce inside the
+    compiled function): 4 replicas of 2 pairs in bf16 against the float32 one-device step
+    with BN groups of 2, within the bf16 bounds."""
+    groups = run_step(one_device(), bn_group_size=2)
+    result = run_step(mirrored(4), mixed_precision="bf16", jit_compile=True)
+    assert result.trainer.jit_compile
+    assert_close(result, groups, "bf16")
