@@ -110,7 +110,8 @@ def inception_crop(jpeg: tf.Tensor, image_size: int, seed) -> tf.Tensor:
 
 
 def center_view(jpeg: tf.Tensor, image_size: int, resize_side: int) -> tf.Tensor:
-    """Evaluation view: smaller side to `resize_side`, central crop -> float32 [S, S, 3]."""
+    """Evaluation view: JPEG string [] -> float32 [S, S, 3] in [0, 1], the decoded image's
+    `l3.ops.image.eval_image` (smaller side to `resize_side`, then `center_crop`)."""
     image = tf.image.decode_jpeg(jpeg, channels=3)
     image = image_lib.eval_image(image, resize_side=resize_side, image_size=image_size)
     return tf.clip_by_value(image, 0.0, 1.0)
