@@ -257,8 +257,9 @@ def train_and_evaluate(builder, features: FeatureFn, preset, config: ProbeConfig
     # Where a resumed run is: the epoch, the step it began at, each epoch's loss sum and steps.
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     epoch_start = tf.Variable(0, dtype=tf.int64, trainable=False)
-    loss_sums = tf.Variable(tf.zeros([config.epochs], tf.float64), trainable=False)
-    loss_steps = tf.Variable(tf.zeros([config.epochs], tf.float64), trainable=False)
+    # (any length: a resumed run may ask for more epochs than the one that wrote them)
+    loss_sums, loss_steps = (tf.Variable(tf.zeros([config.epochs], tf.float64), trainable=False,
+                                         shape=tf.TensorShape([None])) for _ in range(2))
     trainer = harness.Harness(probe, loss, optimizer=optimizer, prepare=prepare,
                               clip_global_norm=CLIP_GLOBAL_NORM, name="imagenet probe",
                               log_every=log_every, checkpoint_dir=checkpoint_dir,
@@ -266,6 +267,8 @@ def train_and_evaluate(builder, features: FeatureFn, preset, config: ProbeConfig
                               state={"epoch": epoch_var, "epoch_start": epoch_start,
                                      "loss_sums": loss_sums, "loss_steps": loss_steps})
     trainer.restore()
+    for v in (loss_sums, loss_steps):  # as many entries as epochs
+        v.assign(tf.pad(v[:config.epochs], [[0, tf.maximum(config.epochs - tf.shape(v)[0], 0)]]))
     seen = 0
     for epoch in range(int(epoch_var.numpy()), config.epochs):
         optimizer.learning_rate.assign(learning_rate_at(epoch, config.learning_rate))
