@@ -118,6 +118,7 @@ class ShardWriter:
         self.stats["bytes"] = os.path.getsize(self.tmp)
         self.stats["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.stats["host"] = socket.gethostname()
+        self.stats["pid"] = os.getpid()
         os.replace(self.tmp, shard_path(self.output_dir, self.name))
         temps.forget(self.tmp)
         fileio.write_json(stats_path(self.output_dir, self.name), self.stats, indent=1,
