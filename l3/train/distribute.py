@@ -23,11 +23,12 @@ each worker's input position).
 
 import contextlib
 import os
-import shutil
 import tempfile
 from typing import Callable
 
 import tensorflow as tf
+
+from l3.core import temps
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 CHECKPOINT_PREFIX = "ckpt"          # model_dir/ckpt-<step>
@@ -139,11 +140,13 @@ def chief_or_temporary_dir(directory: str, strategy):
     if is_chief(strategy):
         yield directory
         return
-    tmp = tempfile.mkdtemp(prefix=f"l3-worker{worker_index(strategy)}-")
+    # A registered temporary (l3.core.temps): removed on SIGTERM/SIGINT, and a SIGKILLed
+    # worker's is swept by the next save in the same TMPDIR.
+    tmp = temps.new_dir(f"l3-worker{worker_index(strategy)}", folder=tempfile.gettempdir())
     try:
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temps.discard(tmp)
 
 
 def input_context(strategy) -> tf.distribute.InputContext:
