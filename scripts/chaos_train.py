@@ -153,8 +153,9 @@ def run_attempt(job: Job, log_dir: str, index: int, *, kill_at_step: Optional[in
         step = _last_step(_read(chief_log)) if (kill_at_step or first_step_s is None) else 0
         if first_step_s is None and step:
             first_step_s = now
+        # A start-up kill comes at its drawn moment, or at the first step if that is sooner.
         if (kill_at_step is not None and step >= kill_at_step) or (
-                kill_after_s is not None and now >= kill_after_s):
+                kill_after_s is not None and (now >= kill_after_s or first_step_s is not None)):
             time.sleep(extra_delay_s if kill_at_step is not None else 0.0)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -234,9 +235,9 @@ def chaos(work_dir: str, train_pattern: str, *, workers: int = 1, kills: int = 5
         elif startup or resumed >= train_steps - 2:
             attempt = run_attempt(job, log_dir, k, kill_after_s=rng.uniform(0.0, startup_s),
                                   timeout_s=attempt_timeout_s)
-        else:
-            attempt = run_attempt(job, log_dir, k, kill_at_step=rng.randint(resumed + 1,
-                                                                            train_steps - 2),
+        else:  # within the next two checkpoint intervals: many kills fit in one run
+            last = min(train_steps - 2, resumed + 2 * checkpoint_every)
+            attempt = run_attempt(job, log_dir, k, kill_at_step=rng.randint(resumed + 1, last),
                                   extra_delay_s=rng.uniform(0.0, step_s),
                                   timeout_s=attempt_timeout_s)
         attempt.checkpoint_after = latest_checkpoint_step(os.path.join(work_dir, "chaos"))

@@ -68,7 +68,7 @@ def test_chaos_single_worker(learnable_shards, tmp_path):
     """Two kills, one in start-up (import, restore, tracing) and one at a random training
     step (possibly inside a checkpoint save); the reference runs at the same time."""
     report = _chaos(tmp_path, learnable_shards, "--kills=2", "--phases=start-up,training",
-                    "--parallel_reference", "--seed=3")  # seed 3: the kill aims at step 10
+                    "--parallel_reference", "--seed=3")  # seed 3: the kill aims at step 8
     _check(tmp_path, report, 2)
     assert report["kills_in_training"] == 1 and report["kills_in_startup"] == 1
 
