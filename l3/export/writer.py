@@ -34,14 +34,12 @@ module (the old path, for one release).
 """
 
 import os
-import shutil
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
-from l3.core import errors, fileio
+from l3.core import errors, fileio, temps
 from l3.export.reader import (AUDIO_ENCODER, AVC, EXPORT_JSON, VISION_ENCODER,  # noqa: F401
                               ExportedModel, read_export_info)
 from l3.model import network as model_lib
@@ -156,8 +154,8 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    try:
-        tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    try:  # a tagged, registered name: a signal removes it, a later run sweeps a killed one's
+        tmp = temps.new_dir(output_dir)
     except OSError as e:
         raise (errors.write_error(output_dir, e) if errors.is_write_failure(e) else e) from None
     try:
@@ -193,20 +191,36 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
             "artifacts": _artifacts(tmp, formats),
         }
         fileio.write_json(os.path.join(tmp, EXPORT_JSON), info)
-        if os.path.exists(output_dir):
-            old = output_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(output_dir, old)
-            os.rename(tmp, output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, output_dir)
+        _swap_into_place(tmp, output_dir)
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temps.discard(tmp)
         if errors.is_write_failure(e) and not isinstance(e, errors.WriteError):
             raise errors.write_error(output_dir, e) from None
         raise
     return info
+
+
+def _swap_into_place(tmp: str, output_dir: str) -> None:
+    """Renames the finished folder `tmp` to `output_dir`, replacing an existing export.
+
+    The two renames happen with SIGTERM/SIGINT held back, so a signal never
+    leaves the old export moved aside and the new one not yet in place.
+    """
+    with temps.deferred_signals():
+        if os.path.exists(output_dir):
+            old = temps.new_name(output_dir, "dir")
+            os.rename(output_dir, old)
+            try:
+                os.rename(tmp, output_dir)
+            except BaseException:
+                os.rename(old, output_dir)  # the previous export stays
+                temps.forget(old)
+                raise
+            temps.forget(tmp)
+            temps.discard(old)
+        else:
+            os.rename(tmp, output_dir)
+            temps.forget(tmp)
 
 
 def export_checkpoint(model_dir: str, output_dir: str, *, preset: Optional[Preset] = None,

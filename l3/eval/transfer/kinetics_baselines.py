@@ -28,7 +28,6 @@ Paper (Kinetics-Sounds): direct combination 65 %, supervised pretraining
 import dataclasses
 import logging
 import os
-import shutil
 import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
@@ -42,7 +41,7 @@ from l3.core import constants as C
 from l3.eval import avc as evaluate_lib
 from l3.export import predictors
 from l3.export import reader as export_reader
-from l3.core import fileio
+from l3.core import fileio, temps
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
 from l3.pairs import evaluation
@@ -128,7 +127,7 @@ def hold_out_validation(train_files: List[str], work_dir: str, fraction: float,
     ds = shard_reader.read_shards(train_files, on_damage).filter(
         lambda x: supervised.is_held_out(tf.io.parse_single_example(x, spec)[records.VIDEO_ID],
                                          threshold))
-    with tf.io.TFRecordWriter(path) as writer:
+    with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for serialized in ds.as_numpy_iterator():
             writer.write(serialized)
     return [path], threshold, (f"validation = {k} of {len(distinct)} training videos (smallest "
@@ -290,7 +289,8 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
     tmp = None
     work_dir = model_dir
     if work_dir is None:
-        work_dir = tmp = tempfile.mkdtemp(prefix="l3-kinetics-baselines-")
+        # registered: removed on SIGTERM/SIGINT, swept by a later run after a SIGKILL
+        work_dir = tmp = temps.new_dir("l3-kinetics-baselines", folder=tempfile.gettempdir())
     try:
         train_files = pairs_lib.resolve_files(train_pattern)
         if val_pattern is None:
@@ -306,7 +306,7 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
                       pairs_lib.resolve_files(eval_pattern), l3_export_dir, model_dir)
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            temps.discard(tmp)
     result["protocol"] = protocol(config, preset, batch_size, learning_rate, split)
     result["data"] = {"train_pattern": train_pattern, "val_pattern": val_pattern,
                       "eval_pattern": eval_pattern}
@@ -383,9 +383,10 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
 
     if model_dir is not None:
         os.makedirs(model_dir, exist_ok=True)
-        for modality, classifier in classifiers.items():
-            classifier.save(os.path.join(model_dir, f"{modality}_classifier.keras"))
-        avc.save(os.path.join(model_dir, "supervised_pretraining_avc.keras"))
+        saved = {f"{modality}_classifier.keras": m for modality, m in classifiers.items()}
+        for name, model in dict(saved, **{"supervised_pretraining_avc.keras": avc}).items():
+            with fileio.atomic_path(os.path.join(model_dir, name)) as tmp:
+                model.save(tmp)
 
     return {
         "avc": avc_rows,
