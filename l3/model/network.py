@@ -230,6 +230,42 @@ def weight_decay_variables(model: keras.Model):
     return [v for v in model.trainable_variables if v.path.endswith("kernel")]
 
 
+def correspondence_probability(logits):
+    """AVC logits [b, 2] (any float dtype) -> P(corresponds) float32 [b]: softmax(logits)[:, 1].
+
+    Works on tensors of any backend and on symbolic Keras tensors (a
+    functional model's output).
+    """
+    logits = keras.ops.cast(logits, "float32")
+    return keras.ops.softmax(logits, axis=-1)[:, 1]
+
+
+def correspondence(avc_model: keras.Model, image, waveform, training: bool = False):
+    """P(corresponds) float32 [b] of an AVC model for image [b, S, S, 3] in [0, 1] and waveform [b, N].
+
+    The one definition every tool uses (training-time evaluation, l3-eval-avc,
+    the Kinetics baselines, the exported `avc` signature): the softmax of the
+    model's two logits, index 1 ("corresponds"). Backend-neutral (`keras.ops`).
+    """
+    logits = avc_model({"image": image, "waveform": waveform}, training=training)
+    return correspondence_probability(logits)
+
+
+def l2_penalty(model: keras.Model, weight_decay: float):
+    """The L2 weight-decay term: 0.5 * weight_decay * sum ||w||^2 over `weight_decay_variables`.
+
+    float32 scalar; its gradient adds weight_decay * w to each conv and dense
+    kernel and nothing elsewhere (2017 TensorFlow's `wd * tf.nn.l2_loss(w)`;
+    Keras' `regularizers.l2(wd)` is twice this). 0.0 when `weight_decay` is 0
+    or the model has no trainable kernels.
+    """
+    variables = weight_decay_variables(model)
+    if not weight_decay or not variables:
+        return keras.ops.convert_to_tensor(0.0, "float32")
+    squares = [keras.ops.sum(keras.ops.square(keras.ops.cast(v.value, "float32"))) for v in variables]
+    return 0.5 * weight_decay * keras.ops.sum(keras.ops.stack(squares))
+
+
 def weights_digest(model: keras.Model) -> str:
     """sha256 of every model variable's bytes, in order (equal digests: equal weights)."""
     return fileio.arrays_digest(keras.ops.convert_to_numpy(v) for v in model.weights)

@@ -23,12 +23,12 @@ each worker's input position).
 
 import contextlib
 import os
-import shutil
 import tempfile
 from typing import Callable, Optional
 
 import tensorflow as tf
 
+from l3.core import temps
 from l3.train import devices
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -152,11 +152,13 @@ def chief_or_temporary_dir(directory: str, strategy):
     if is_chief(strategy):
         yield directory
         return
-    tmp = tempfile.mkdtemp(prefix=f"l3-worker{worker_index(strategy)}-")
+    # A registered temporary (l3.core.temps): removed on SIGTERM/SIGINT, and a SIGKILLed
+    # worker's is swept by the next save in the same TMPDIR.
+    tmp = temps.new_dir(f"l3-worker{worker_index(strategy)}", folder=tempfile.gettempdir())
     try:
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temps.discard(tmp)
 
 
 def input_context(strategy) -> tf.distribute.InputContext:

@@ -248,8 +248,7 @@ class Trainer:
         """tf.function(image, waveform) -> P(corresponds) [b], on this worker's first device."""
         @tf.function(jit_compile=jit_compile)
         def predict(image, waveform):
-            logits = self.model({"image": image, "waveform": waveform}, training=False)
-            return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[:, 1]
+            return model_lib.correspondence(self.model, image, waveform, training=False)
         return predict
 
 
