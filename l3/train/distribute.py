@@ -23,9 +23,11 @@ each worker's input position).
 
 import contextlib
 import os
+import re
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
+from absl import logging
 import tensorflow as tf
 
 from l3.core import temps
@@ -254,6 +256,31 @@ def saved_input_state(model_dir: str, checkpoint: str, step: int, strategy):
     return tf.train.load_variable(path, key), int(bad)
 
 
+_UNFINISHED_SAVE = re.compile(rf"^({CHECKPOINT_PREFIX}-\d+_temp|checkpoint\.tmp[0-9a-f]+)$")
+
+
+def remove_unfinished_saves(directory: str) -> List[str]:
+    """Removes what a save killed midway left in `directory` (TensorFlow's
+    `ckpt-<n>_temp/` shard folder, a `checkpoint.tmp<hex>` index) and returns the
+    names. Call it only while this run holds the folder (the model_dir lock): no
+    save of another process can be under way. The `checkpoint` index names
+    only finished checkpoints, so nothing removed was ever restorable."""
+    if not tf.io.gfile.isdir(directory):
+        return []
+    removed = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(directory)
+                     if _UNFINISHED_SAVE.match(n.rstrip("/")))
+    for name in removed:
+        path = os.path.join(directory, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+    if removed:
+        logging.info("removed what a killed checkpoint save left in %s: %s", directory,
+                     ", ".join(removed))
+    return removed
+
+
 class RunCheckpoints:
     """Model checkpoints in model_dir (written by the chief) and per-worker input state.
 
@@ -266,6 +293,10 @@ class RunCheckpoints:
 
     def __init__(self, model_dir, strategy, *, model, optimizer, step, input_state, keep):
         self.model_dir, self.strategy = model_dir, strategy
+        if is_chief(strategy):
+            remove_unfinished_saves(model_dir)
+        if num_workers(strategy) > 1:
+            remove_unfinished_saves(input_state_dir(model_dir, strategy))
         self._trained = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
         multi_worker = num_workers(strategy) > 1
         extra = {INPUT_KEY: input_state} if input_state is not None and not multi_worker else {}

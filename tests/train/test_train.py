@@ -537,3 +537,21 @@ def test_sigkill_while_writing_a_checkpoint(shards, tmp_path):
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-12")
     assert tf.train.load_checkpoint(str(model_dir / "ckpt-8")).get_tensor(
         "step/.ATTRIBUTES/VARIABLE_VALUE") == 8
+
+
+def test_a_killed_save_s_leftovers_are_removed_on_resume(tmp_path):
+    """A SIGKILL inside a checkpoint save leaves TensorFlow's `ckpt-<n>_temp/` shard
+    folder and a `checkpoint.tmp<hex>` index; the next run over the folder removes
+    them (and nothing else) before it saves."""
+    from l3.train import distribute
+    model_dir = tmp_path / "run"
+    (model_dir / "ckpt-8_temp").mkdir(parents=True)
+    (model_dir / "ckpt-8_temp" / "part-00000-of-00001.data-00000-of-00001.tempstate123").write_bytes(b"x")
+    (model_dir / "checkpoint.tmp0a1b2c").write_text("half")
+    for keep in ("ckpt-4.index", "ckpt-4.data-00000-of-00001", "checkpoint", "notes_temp"):
+        (model_dir / keep).write_text("keep")
+    removed = distribute.remove_unfinished_saves(str(model_dir))
+    assert removed == ["checkpoint.tmp0a1b2c", "ckpt-8_temp"]
+    assert sorted(os.listdir(model_dir)) == sorted(
+        ["ckpt-4.index", "ckpt-4.data-00000-of-00001", "checkpoint", "notes_temp"])
+    assert distribute.remove_unfinished_saves(str(tmp_path / "absent")) == []
