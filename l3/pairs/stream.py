@@ -15,16 +15,18 @@ One stream per input pipeline (a trainer worker), over that worker's shards:
     blocks       R = open_videos consecutive records (the epoch's last block may
                  be shorter); their draws are dealt in K rounds, round k a
                  stateless shuffle of the block's usable records keyed by
-                 (seed, worker, e, block, k): a 16-pair batch never holds two
-                 draws of one record, and batches mix other videos each round
+                 (seed, worker, e, block, k): a batch inside one round never
+                 holds two draws of one record, and batches mix other videos
+                 each round
     batches      B consecutive draws; frames decoded (crop window, flip),
                  labels, donors and gains from the batch's first draw's seed
 
 **Position.** Every batch carries where the stream stands after it
 (`StreamPosition`, int64 [6 + 3 L]): epoch, block, draws of the block
 consumed, the lane of the block's first record, the stream's seed, a
-fingerprint of the stream's definition (files, sizes, seed, K, ...), and per lane its next record at the block's start (shard ordinal,
-index, byte offset; ordinal -1: the lane had finished). That vector is all a
+fingerprint of the stream's definition (files, sizes, seed, K, ...), and
+per lane its next record at the block's start (shard ordinal, index, byte
+offset; ordinal -1: the lane had finished). That vector is all a
 checkpoint keeps of the input (a few hundred bytes). `dataset(position)`
 rebuilds the stream there: it re-reads the block's records once (the lanes
 restart at their shard and record, `TFRecordDataset.skip` over the framing)

@@ -28,6 +28,7 @@ import tempfile
 from typing import Callable, List, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from l3.core import temps
@@ -279,6 +280,24 @@ def remove_unfinished_saves(directory: str) -> List[str]:
         logging.info("removed what a killed checkpoint save left in %s: %s", directory,
                      ", ".join(removed))
     return removed
+
+
+def checkpoint_sizes(path: Optional[str]) -> Optional[dict]:
+    """Bytes of checkpoint `path` (all its files), of its input state (the `input/`
+    tensors: the stream's position) and of the model and optimizer tensors; None
+    without a checkpoint."""
+    if not path or not tf.io.gfile.exists(path + ".index"):
+        return None
+    reader = tf.train.load_checkpoint(path)
+    tensors = {name: np.asarray(reader.get_tensor(name)).nbytes
+               for name in reader.get_variable_to_dtype_map()
+               if name.startswith((INPUT_KEY + "/", "model/", "optimizer/"))}
+    return {"checkpoint_bytes": sum(tf.io.gfile.stat(f).length
+                                    for f in tf.io.gfile.glob(path + ".*")),
+            "input_state_bytes": sum(v for n, v in tensors.items()
+                                     if n.startswith(INPUT_KEY + "/")),
+            "model_optimizer_bytes": sum(v for n, v in tensors.items()
+                                         if n.startswith(("model/", "optimizer/")))}
 
 
 class RunCheckpoints:

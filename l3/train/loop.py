@@ -156,6 +156,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
                            if worker_input.bad_frames is not None else None),
             "checkpoint_write_seconds": (statistics.median(saver.seconds)
                                          if saver.seconds else None),
+            "checkpoint_sizes": distribute.checkpoint_sizes(saver.path) if chief else None,
             "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
             "model_dir": config.model_dir}
@@ -190,6 +191,8 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
       "bad_frames" (frames found not JPEG and never drawn, over the whole run and
       its resumes; None with another input),
       "checkpoint_write_seconds" (median of this run's saves, or None),
+      "checkpoint_sizes" (chief: `distribute.checkpoint_sizes` of the last
+      checkpoint: its bytes, the input position's, the model and optimizer's),
       "num_replicas", "num_workers", "is_chief", "model_dir"}.
 
     Raises:

@@ -401,6 +401,11 @@ def test_resume_is_bit_identical_with_default_flags(shards, tmp_path):
                       if n.startswith(("model/", "optimizer/")))
     data = sum(os.path.getsize(p) for p in glob.glob(half["checkpoint"] + ".data-*"))
     assert data < model_bytes + 64 * 1024, (data, model_bytes)
+    sizes = half["checkpoint_sizes"]  # what the summary (and the demo) reports
+    assert sizes["input_state_bytes"] == sum(state.values())
+    assert sizes["model_optimizer_bytes"] == model_bytes
+    files = glob.glob(half["checkpoint"] + ".*")
+    assert sizes["checkpoint_bytes"] == sum(os.path.getsize(p) for p in files) > data
 
 
 def test_two_worker_resume_is_bit_identical(shards, tmp_path):
