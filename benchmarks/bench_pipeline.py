@@ -14,15 +14,15 @@ the other side's background threads have gone idle, and the pipeline first
 runs untimed for 2 s, to take what it buffered meanwhile):
 
 * **pipeline**: training batches of `make_dataset` with default settings
-  (after a warm-up that fills its buffers: the round-robin of open records
-  reads one record per pair until it is full);
+  (after a warm-up of its first block of records);
 * **bare**: the work no pipeline can avoid, on the same records and
-  parallelism: frames and audio held in memory, per pair the preset's frame
-  op (`PairSampler.load_frame`: decode the crop window, flip; for frames not
-  at `resize_side`, a DCT-scaled decode and a resize) and a 1-s int16 slice,
-  batched. No reading, parsing, sampling, shuffling or pairing. "bare + host
-  jitter" also does the brightness/saturation jitter on the host (the work
-  per pair before frames travelled as uint8: the issue's definition);
+  parallelism, written with plain TensorFlow ops (`bare_dataset`; never the
+  project's functions, so the limit does not inherit their overheads):
+  frames and audio held in memory, per pair decode the crop window of a
+  stored JPEG (`tf.io.decode_and_crop_jpeg`; frames not at the preset's
+  `resize_side`: a DCT-scaled decode, a resize and a crop), a flip, and a
+  1-s int16 slice cast to float32, batched. No reading, parsing, sampling,
+  dealing or pairing;
 * **bytes read per pair**: bytes the process read from files (`rchar` of
   /proc/self/io) while it consumed pipeline batches continuously, after its
   buffers drained (steady state) / pairs; **bytes a pair uses**: its JPEG
@@ -30,8 +30,8 @@ runs untimed for 2 s, to take what it buffered meanwhile):
 * **peak RSS**: the largest resident size sampled (every 20 ms) while the
   row ran (the process's, so rows include what earlier rows left).
 
-`--correlation` prints, for K in 1, 4, 16, 64 with each K's default
-shuffle/round-robin settings, the fraction of pairs in a batch that share
+`--correlation` prints, for K in 1, 4, 16, 64 (blocks of `open_videos`
+records dealt in K shuffled rounds), the fraction of pairs in a batch that share
 their video with another pair of the batch: per replica (16 pairs) and for a
 global batch of 256 (16 consecutive per-replica batches, as one worker
 feeding 16 replicas takes them), with each K's peak RSS (a subprocess each).
@@ -63,10 +63,9 @@ from absl import app, flags  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from l3.core import constants as C  # noqa: E402
 from l3.core import fileio  # noqa: E402
-from l3.ops import image as image_lib  # noqa: E402
-from l3.pairs import sampling as pair_ops, pipeline as pairs  # noqa: E402
-from l3.core import presets
-from l3.records import schema as records
+from l3.core import presets  # noqa: E402
+from l3.pairs import pipeline as pairs  # noqa: E402
+from l3.records import schema as records  # noqa: E402
 
 
 def write_benchmark_shards(directory: str, num_videos: int, seconds: float = 10.0, fps: float = 4.0,
@@ -163,25 +162,54 @@ def record_contents(files: Sequence[str], limit: int = 24):
     return jpegs, np.stack([t[:shortest] for t in tracks]), pair_bytes
 
 
-def bare_dataset(jpegs, tracks, preset, batch_size: int, parallel: int, host_jitter: bool):
-    """Batches of the unavoidable per-pair work on in-memory frames and tracks (see the docstring)."""
-    sampler = pair_ops.PairSampler(preset, training=True)
+def bare_dataset(jpegs, tracks, preset, batch_size: int, parallel: int):
+    """Batches of the unavoidable per-pair work on in-memory frames and tracks, written
+    with plain TensorFlow ops only (never the project's functions, whose overheads the
+    limit must not inherit): per pair, pick a stored JPEG and a track at random; frames
+    at the preset's `resize_side` (the builder's 256 for the paper preset): decode only
+    a random crop window (`tf.io.decode_and_crop_jpeg`); other frames: decode (DCT-scaled
+    by 1/2, 1/4, 1/8 while the smaller side stays >= resize_side), resize the smaller
+    side to resize_side, random crop; then a random flip; the audio: a random 1-s slice
+    of the int16 track (at 48 kHz; the small preset's decimation is not counted) cast
+    to float32. uint8 images, as the pipeline's. No reading, parsing, sampling or
+    pairing."""
+    size, side = preset.image_size, preset.resize_side
     window = int(round(preset.clip_seconds * C.SAMPLE_RATE))
     tracks = tf.constant(tracks)
     last_start = tracks.shape[1] - window
+    jpeg_table = tf.constant(jpegs)
+
+    def decode_sized(jpeg, shape, seed):
+        corner = tf.random.stateless_uniform([2], seed, 0, tf.int32.max, tf.int32)
+        top, left = corner[0] % (shape[0] - size + 1), corner[1] % (shape[1] - size + 1)
+        return tf.io.decode_and_crop_jpeg(jpeg, tf.stack([top, left, size, size]), channels=3)
+
+    def decode_resized(jpeg, shape, seed):
+        short = tf.minimum(shape[0], shape[1])
+        image = tf.case([(short >= 8 * side, lambda: tf.io.decode_jpeg(jpeg, 3, ratio=8)),
+                         (short >= 4 * side, lambda: tf.io.decode_jpeg(jpeg, 3, ratio=4)),
+                         (short >= 2 * side, lambda: tf.io.decode_jpeg(jpeg, 3, ratio=2))],
+                        default=lambda: tf.io.decode_jpeg(jpeg, 3))
+        hw = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = side / tf.reduce_min(hw)
+        image = tf.image.resize(image, tf.cast(tf.round(hw * scale), tf.int32))
+        image = tf.image.stateless_random_crop(image, [size, size, 3], seed)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
     def one(i):
         seeds = tf.random.experimental.stateless_split(tf.stack([i, tf.constant(7, tf.int64)]), 4)
         j = tf.random.stateless_uniform([], seeds[0], 0, len(jpegs), tf.int64)
-        video = sampler.load_frame({"frame": tf.gather(jpeg_table, j), "image_seed": seeds[1]})
-        image = video["image"]
-        if host_jitter:
-            image = image_lib.color_jitter(image_lib.to_float(image), seeds[2])
+        jpeg = tf.gather(jpeg_table, j)
+        shape = tf.io.extract_jpeg_shape(jpeg)
+        image = tf.cond(tf.minimum(shape[0], shape[1]) == side,
+                        lambda: decode_sized(jpeg, shape, seeds[1]),
+                        lambda: decode_resized(jpeg, shape, seeds[1]))
+        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
         v = j % tracks.shape[0]
         start = tf.random.stateless_uniform([], seeds[3], 0, last_start, tf.int64)
-        return image, tf.slice(tracks, tf.stack([v, start]), [1, window])[0]
+        audio = tf.slice(tracks, tf.stack([v, start]), [1, window])[0]
+        return tf.ensure_shape(image, [size, size, 3]), tf.cast(audio, tf.float32) / 32768.0
 
-    jpeg_table = tf.constant(jpegs)
     ds = tf.data.Dataset.range(1 << 40).map(one, num_parallel_calls=parallel, deterministic=False)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -193,15 +221,13 @@ def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int],
     options = pairs.PipelineOptions(batch_size=batch_size, num_parallel_calls=parallel,
                                     pairs_per_video=pairs_per_video)
     k = pairs.pairs_per_video(options, training=True)
-    bare_sets = {key: bare_dataset(jpegs, tracks, preset, batch_size, parallel, host_jitter=jitter)
-                 for key, jitter in (("bare", False), ("bare_host_jitter", True))}
+    bare_sets = {"bare": bare_dataset(jpegs, tracks, preset, batch_size, parallel)}
     with RssPeak() as rss:
         pipeline = iter(pairs.make_dataset(files, preset, training=True, options=options))
-        # Warm-up: fill the round-robin of open records (one record read per pair until full).
-        open_pairs = options.open_videos if k > 1 else 0
-        for _ in range(3 + -(-open_pairs // batch_size)):
+        # Warm-up: the first block of records (read once per K draws after it).
+        for _ in range(3 + -(-options.open_videos // batch_size)):
             next(pipeline)
-        rates = {"pipeline": [], "bare": [], "bare_host_jitter": []}
+        rates = {"pipeline": [], "bare": []}
         for _ in range(rounds):
             for key, ds in bare_sets.items():  # a fresh iterator each: nothing runs behind
                 _wait_idle()                   # the pipeline's buffers are full: it idles
@@ -225,9 +251,7 @@ def measure_row(files, preset, *, parallel: int, pairs_per_video: Optional[int],
     # Ratios per round (the two sides timed seconds apart), then their median.
     ratio = lambda key: statistics.median(p / b for p, b in zip(rates["pipeline"], rates[key]))
     return {"preset": preset.name, "parallel_calls": parallel, "pairs_per_video": k,
-            "pairs_per_s": med["pipeline"], "bare_pairs_per_s": med["bare"],
-            "bare_host_jitter_pairs_per_s": med["bare_host_jitter"],
-            "ratio": ratio("bare"), "ratio_to_host_jitter": ratio("bare_host_jitter"),
+            "pairs_per_s": med["pipeline"], "bare_pairs_per_s": med["bare"], "ratio": ratio("bare"),
             "bytes_read_per_pair": read / pairs_timed, "bytes_per_pair_used": pair_bytes,
             "read_amplification": read / pairs_timed / pair_bytes, "peak_rss_mb": rss.peak / 2**20,
             "rounds": rates, "load_average": list(os.getloadavg())}
@@ -259,15 +283,14 @@ def run_benchmark(data_pattern: Optional[str] = None, preset_names: Sequence[str
     return result
 
 
-HEADER = ("| preset | parallel calls | K | pairs/s | bare pairs/s | ratio | bare + host jitter | ratio "
+HEADER = ("| preset | parallel calls | K | pairs/s | bare pairs/s (plain TF ops) | ratio "
           "| bytes read / pair | bytes a pair uses | amplification | peak RSS |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def format_row(r) -> str:
     return (f"| {r['preset']} | {r['parallel_calls']} | {r['pairs_per_video']} | {r['pairs_per_s']:.0f} | "
-            f"{r['bare_pairs_per_s']:.0f} | {r['ratio']:.2f} | {r['bare_host_jitter_pairs_per_s']:.0f} | "
-            f"{r['ratio_to_host_jitter']:.2f} | {r['bytes_read_per_pair'] / 1e3:.0f} KB | "
+            f"{r['bare_pairs_per_s']:.0f} | {r['ratio']:.2f} | {r['bytes_read_per_pair'] / 1e3:.0f} KB | "
             f"{r['bytes_per_pair_used'] / 1e3:.0f} KB | {r['read_amplification']:.2f}x | "
             f"{r['peak_rss_mb']:.0f} MB |")
 
@@ -300,14 +323,12 @@ def correlation_row(files, preset_name: str, k: int, batches: int, replicas: int
     """Same-video fractions of K's default pipeline (see the module docstring)."""
     options = pairs.PipelineOptions(batch_size=per_replica, pairs_per_video=k, include_metadata=True)
     it = iter(pairs.make_dataset(files, presets.get_preset(preset_name), training=True, options=options))
-    open_pairs = options.open_videos if k > 1 else 0
-    for _ in range(-(-open_pairs // per_replica) + 4):  # past the round-robin's filling
+    for _ in range(4):
         next(it)
     ids = np.stack([next(it)[3]["frame_video_id"].numpy() for _ in range(batches * replicas)])
     return {"pairs_per_video": k, "per_replica_fraction": same_video_fraction(ids),
             "global_fraction": same_video_fraction(ids.reshape(batches, replicas * per_replica)),
-            "open_videos": options.open_videos if k > 1 else None,
-            "shuffle_pairs": pairs.DEFAULT_SHUFFLE_PAIRS if k == 1 else pairs.DEFAULT_SHUFFLE_DEALT,
+            "open_videos": options.open_videos,
             "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -330,8 +351,7 @@ def run_correlation(files, preset_name: str, ks: Sequence[int], batches: int) ->
 
 
 def format_correlation(r) -> str:
-    settings = (f"round-robin of {r['open_videos']} records, " if r["open_videos"] else "") + \
-        f"shuffle {r['shuffle_pairs']} draws"
+    settings = f"blocks of {r['open_videos']} records dealt in K shuffled rounds"
     return (f"| {r['pairs_per_video']} | {settings} | {100 * r['per_replica_fraction']:.2f} % | "
             f"{100 * r['global_fraction']:.2f} % | {r['peak_rss_mb']:.0f} MB |")
 

@@ -20,9 +20,10 @@ Without --train_pattern it writes 8 small synthetic labelled videos
 whole (the launcher's process group: launcher and both workers), as a node loss or
 a scheduler's kill would.
 
-Exact resume (the same weights as an uninterrupted run) needs `--deterministic`
-until the default-flag input position is exact (issue 24 / the scale-rehearsal
-issue): `EXACT_RESUME_FLAGS` below is the one place that adds it; empty it then.
+Both runs use l3-train's default flags: a checkpoint keeps the input's position
+(`l3/pairs/stream.py`), so a resumed run trains on exactly the pairs an
+uninterrupted one does. `EXACT_RESUME_FLAGS` is the one place to add flags to both
+runs (e.g. `--deterministic` when rehearsing GPU op determinism); empty by default.
 
 Prints and writes work_dir/chaos-report.json: kills survived (in start-up / in training),
 steps redone, seconds lost per kill ((chaos wall time - uninterrupted wall time) /
@@ -45,8 +46,8 @@ from typing import Dict, List, Optional
 from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The flags exact resume needs today; empty this once default-flag resume is exact.
-EXACT_RESUME_FLAGS = ("--deterministic",)
+# Flags added to both runs; exact resume needs none (the input position is checkpointed).
+EXACT_RESUME_FLAGS = ()
 
 flags.DEFINE_string("work_dir", None, "Folder for both runs, their logs and chaos-report.json.")
 flags.DEFINE_string("train_pattern", None, "Training shards (default: synthetic ones written "

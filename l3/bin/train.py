@@ -63,11 +63,10 @@ flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas,
                      "many replicas per worker). See docs/rehearse.md.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation and the input pipeline.")
 flags.DEFINE_bool("deterministic", _D.deterministic,
-                  "Op determinism: a killed and resumed run ends with the same weights.")
+                  "TensorFlow op determinism, for bitwise-reproducible GPU steps (CPU steps "
+                  "are already; the input resumes exactly from a checkpoint either way).")
 flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Checkpoints kept.")
-flags.DEFINE_bool("checkpoint_input", _D.checkpoint_input,
-                  "Checkpoint the input iterator for an exact resume.")
 flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between held-out evaluations.")
 flags.DEFINE_integer("eval_pairs", _D.eval_pairs, "Held-out pairs per evaluation.")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Batch size for evaluation.")
@@ -87,7 +86,7 @@ flags.DEFINE_float("data_service_timeout_s", _D.data_service_timeout_s,
 flags.DEFINE_enum("on_damaged_shard", _D.on_damaged_shard, ["skip", "stop"],
                   "A shard cut short or failing a CRC: skip its rest with a warning naming it "
                   "(a long job goes on), or stop at once naming the file and byte offset. "
-                  "Default: skip; stop with --deterministic (exact resume needs it).")
+                  "Frames that are not JPEG are never drawn; stop also stops on them.")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS

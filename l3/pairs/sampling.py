@@ -40,12 +40,20 @@ def _parse(serialized) -> Dict[str, tf.Tensor]:
 
 
 def _frame_positions(f) -> Tuple[tf.Tensor, tf.Tensor]:
-    """(sample index of each frame in the audio, float64 [frames]; frames inside the audio, bool)."""
+    """(sample index of each frame in the audio, float64 [frames]; frames that can be
+    drawn, bool [frames]: inside the audio and JPEG, see `_not_jpeg`)."""
     times = tf.cast(f[records.FRAME_TIMES], tf.float64)
     start = tf.cast(f[records.AUDIO_START], tf.float64)
     position = tf.floor((times - start) * RATE)
     inside = (position >= 0) & (position < tf.cast(f["num_samples"], tf.float64))
-    return position, inside
+    return position, inside & ~_not_jpeg(f)
+
+
+def _not_jpeg(f) -> tf.Tensor:
+    """bool [frames]: frames whose bytes are not a JPEG (no SOI marker: written by another
+    tool, or damaged before framing, so their record's CRC is valid). Such a frame is
+    never drawn; the record's `bad_frames` counts them (`l3.pairs.stream` reports them)."""
+    return ~tf.io.is_jpeg(f[records.FRAMES])
 
 
 def _uniform(seed, shape=()) -> tf.Tensor:
@@ -152,7 +160,8 @@ class PairSampler:
     def sample_video(self, serialized, seed) -> Dict[str, tf.Tensor]:
         """serialized record, seed int64 [2] -> K light pairs (leading axis K).
 
-        Keys: usable (bool scalar), frame (JPEG string [K]), frame_index (int32
+        Keys: usable (bool scalar), bad_frames (int32 scalar: frames that are not
+        JPEG, never drawn), frame (JPEG string [K]), frame_index (int32
         [K]), frame_time (float32 [K] s), video_id, label (string [K]), pcm
         (int16 [K, sliced]: a window containing the frame's time, with its
         decimation margins), audio_start (float32 [K] s, the window's first
@@ -174,6 +183,7 @@ class PairSampler:
         repeat = lambda x: tf.fill([k], x)
         return {
             "usable": usable,
+            "bad_frames": tf.reduce_sum(tf.cast(_not_jpeg(f), tf.int32)),
             "frame": tf.gather(f[records.FRAMES], frame),
             "frame_index": tf.cast(frame, tf.int32),
             "frame_time": tf.gather(f[records.FRAME_TIMES], frame),

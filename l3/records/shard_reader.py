@@ -44,24 +44,38 @@ def shard_table(files: Sequence[str]) -> Tuple[tf.Tensor, tf.Tensor]:
 
 def read_shard(path: tf.Tensor, size: tf.Tensor, on_damage: str = "skip") -> tf.data.Dataset:
     """Serialized records (string []) of one shard of `size` bytes, damage handled as told."""
+    return read_shard_positions(path, size, on_damage).map(lambda record, index, offset: record)
+
+
+def read_shard_positions(path: tf.Tensor, size: tf.Tensor, on_damage: str = "skip",
+                         start_index=0, start_offset=0) -> tf.data.Dataset:
+    """(record string [], index int64 [], offset int64 []) of one shard of `size` bytes:
+    each record with its index in the shard and the byte offset where its framing starts.
+
+    Reading starts at record `start_index`, which begins at byte `start_offset`
+    (0, 0: the whole shard): the records before it are skipped by
+    `TFRecordDataset.skip` (framing only, no parsing), which is how a resumed
+    training stream goes back to where it was (`l3.pairs.stream`). Damage as
+    `on_damage` says (the module docstring); the skip policy's end-of-shard
+    check counts bytes from `start_offset`.
+    """
     if on_damage not in ON_DAMAGE:
         raise ValueError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
+    start = (tf.cast(start_offset, tf.int64), tf.cast(start_index, tf.int64))
+    raw = tf.data.TFRecordDataset(path).skip(tf.cast(start_index, tf.int64))
     if on_damage == "stop":
-        return tf.data.TFRecordDataset(path)
-    records = tf.data.TFRecordDataset(path).ignore_errors()
+        return raw.scan(start, _advance).map(lambda record, is_end, offset, index:
+                                              (record, index, offset))
+    records = raw.ignore_errors()
     marked = records.map(lambda r: (r, tf.constant(False)))
     ends = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))
 
     def count(state, element):
-        consumed, kept = state
         record, is_end = element
-        grown = (consumed + tf.cast(tf.strings.length(record), tf.int64)
-                 + framing.HEADER + framing.FOOTER, kept + 1)
-        new_state = tf.cond(is_end, lambda: (consumed, kept), lambda: grown)
-        return new_state, (record, is_end, consumed, kept)
+        new_state = tf.cond(is_end, lambda: state, lambda: _grown(state, record))
+        return new_state, (record, is_end, state[0], state[1])
 
-    scanned = marked.concatenate(ends).scan(
-        (tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+    scanned = marked.concatenate(ends).scan(start, count)
 
     def check(record, is_end, consumed, kept):
         n = tf.strings.as_string
@@ -72,11 +86,22 @@ def read_shard(path: tf.Tensor, size: tf.Tensor, on_damage: str = "skip") -> tf.
         warned = tf.cond(tf.logical_and(is_end, consumed < size),
                          lambda: _warn(message), lambda: tf.constant(False))
         with tf.control_dependencies([warned]):
-            return tf.identity(record), is_end
+            return tf.identity(record), is_end, consumed, kept
 
     return (scanned.map(check)
-            .filter(lambda record, is_end: tf.logical_not(is_end))
-            .map(lambda record, is_end: record))
+            .filter(lambda record, is_end, offset, index: tf.logical_not(is_end))
+            .map(lambda record, is_end, offset, index: (record, index, offset)))
+
+
+def _grown(state, record):
+    """(offset, index) after `record`: its framing is 12 + len + 4 bytes."""
+    offset, index = state
+    return (offset + tf.cast(tf.strings.length(record), tf.int64) + framing.HEADER
+            + framing.FOOTER, index + 1)
+
+
+def _advance(state, record):
+    return _grown(state, record), (record, tf.constant(False), state[0], state[1])
 
 
 def _warn(message: tf.Tensor) -> tf.Tensor:

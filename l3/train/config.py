@@ -41,8 +41,9 @@ class TrainConfig:
         up to whole global batches). Default: DEFAULT_TRAIN_PAIRS.
       strategy / cluster: see `l3.train.distribute`.
       mixed_precision: "none", "bf16" or "fp16" (dynamic loss scaling).
-      checkpoint_input: checkpoint the input iterator (exact resume); off
-        uses the distributed iterator, and a resumed run re-seeds its input.
+      deterministic: TensorFlow op determinism (GPU kernels; CPU steps are
+        deterministic already). The input is exact either way: a checkpoint
+        keeps its position (`l3.pairs.stream`).
       pairs_per_video: training pairs drawn per record read (default:
         `l3.pairs.DEFAULT_PAIRS_PER_VIDEO`).
       data_service_address: "grpc://host:port" of a tf.data service
@@ -61,8 +62,8 @@ class TrainConfig:
         job; a rehearsal of a multi-GPU job on a CPU (docs/rehearse.md).
       on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
         or "stop" (at once, naming the shard and byte offset); `l3.records.shard_reader`.
-        Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
-        held-out evaluation skips unless told to stop.
+        Frames that are not JPEG are never drawn, reported, and stop the run
+        under "stop". Default: skip; held-out evaluation skips unless told to stop.
     """
 
     train_pattern: str
@@ -83,7 +84,6 @@ class TrainConfig:
     deterministic: bool = False
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5
-    checkpoint_input: bool = True
     eval_every: int = 5000
     eval_pairs: int = 2048
     eval_batch_size: int = 64

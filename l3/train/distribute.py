@@ -28,6 +28,7 @@ import tempfile
 from typing import Callable, List, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from l3.core import temps
@@ -175,34 +176,51 @@ class WorkerInput:
 
     `dataset_fn(input_context)` returns per-replica batches, sharded by input
     pipeline (one pipeline per worker), exactly as for
-    `strategy.distribute_datasets_from_function`.
+    `strategy.distribute_datasets_from_function`. Each step takes one batch per
+    local replica from a plain iterator (local replica r gets the r-th); the
+    copy to the accelerator happens inside the step.
 
-    With `checkpointable=True` (the default) the pipeline's iterator is a
-    plain `tf.data` iterator, which `tf.train.Checkpoint` can save and
-    restore, so a resumed run continues the exact input sequence;
-    `distribute_datasets_from_function`'s iterator cannot be checkpointed.
-    Each step takes one batch per local replica from it (local replica r
-    gets the r-th); the copy to the accelerator happens inside the step.
-    With `checkpointable=False` the standard distributed iterator is used
-    (prefetches to the devices; `iterator` is then None).
+    With `stream_state=True` each element ends with the training stream's state
+    (`l3.pairs.stream`: {"position": int64 [P], "bad_frames": int32 []}); the
+    step strips it and keeps the position after the step's last batch in
+    `position` and the frames found not JPEG in `bad_frames`. Those two
+    variables (`state`) are all a checkpoint holds of the input: the stream is
+    rebuilt from the position on resume. They are local to this worker
+    (created outside the strategy's scope). With `service=True` the standard
+    distributed iterator is used (the tf.data service's input has no position).
     """
 
-    def __init__(self, strategy, dataset_fn: Callable, checkpointable: bool = True):
+    def __init__(self, strategy, dataset_fn: Callable, *, stream_state: bool = False,
+                 start_position=None, bad_frames: int = 0, service: bool = False):
         self._strategy = strategy
-        self.checkpointable = checkpointable
         self._local_replicas = len(strategy.extended.worker_devices)
-        if checkpointable:
-            self.iterator = iter(dataset_fn(input_context(strategy)))
-            self._distributed = None
-        else:
+        self.stream_state = stream_state and not service
+        self.state = None
+        self.position = self.bad_frames = None
+        if service:
             self.iterator = None
             self._distributed = iter(strategy.distribute_datasets_from_function(dataset_fn))
+            return
+        self._distributed = None
+        self.iterator = iter(dataset_fn(input_context(strategy)))
+        if self.stream_state:
+            self.position = tf.Variable(start_position, dtype=tf.int64, trainable=False,
+                                        name="input_position")
+            self.bad_frames = tf.Variable(bad_frames, dtype=tf.int64, trainable=False,
+                                          name="input_bad_frames")
+            self.state = tf.train.Checkpoint(position=self.position, bad_frames=self.bad_frames)
 
     def next(self):
         """The next step's batch, one per replica (call inside a tf.function)."""
-        if not self.checkpointable:
+        if self._distributed is not None:
             return next(self._distributed)
         batches = [next(self.iterator) for _ in range(self._local_replicas)]
+        if self.stream_state:
+            states = [batch[-1] for batch in batches]
+            batches = [batch[:-1] for batch in batches]
+            self.position.assign(states[-1]["position"])
+            self.bad_frames.assign_add(tf.cast(tf.add_n([s["bad_frames"] for s in states]),
+                                               tf.int64))
         n = self._local_replicas
         return self._strategy.experimental_distribute_values_from_function(
             lambda ctx: batches[ctx.replica_id_in_sync_group % n])
@@ -210,13 +228,12 @@ class WorkerInput:
 
 # --- Checkpoints of a run: the chief's model state, each worker's input position ---
 
+INPUT_KEY = "input"   # checkpoint key of WorkerInput.state
+
+
 def checkpoint_step(path: str) -> int:
     """The training step stored in checkpoint `path`."""
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-def _has_iterator(path: str) -> bool:
-    return any(name.startswith("iterator/") for name, _ in tf.train.list_variables(path))
 
 
 def input_state_dir(model_dir: str, strategy) -> str:
@@ -224,12 +241,20 @@ def input_state_dir(model_dir: str, strategy) -> str:
     return os.path.join(model_dir, INPUT_STATE_DIR, f"worker-{worker_index(strategy)}")
 
 
-def input_state_saved(model_dir: str, checkpoint: str, step: int, strategy) -> bool:
-    """Whether this worker's input position at `checkpoint` (step `step`) was saved."""
+def saved_input_state(model_dir: str, checkpoint: str, step: int, strategy):
+    """This worker's input state saved with `checkpoint` (step `step`): (position
+    int64 [P], bad_frames int) or None (none saved: the input then starts afresh)."""
+    path = checkpoint
     if num_workers(strategy) > 1:
         path = os.path.join(input_state_dir(model_dir, strategy), f"{CHECKPOINT_PREFIX}-{step}")
-        return tf.io.gfile.exists(path + ".index")
-    return _has_iterator(checkpoint)
+        if not tf.io.gfile.exists(path + ".index"):
+            return None
+    names = dict(tf.train.list_variables(path))
+    key = f"{INPUT_KEY}/position/.ATTRIBUTES/VARIABLE_VALUE"
+    if key not in names:
+        return None
+    bad = tf.train.load_variable(path, f"{INPUT_KEY}/bad_frames/.ATTRIBUTES/VARIABLE_VALUE")
+    return tf.train.load_variable(path, key), int(bad)
 
 
 _UNFINISHED_SAVE = re.compile(rf"^({CHECKPOINT_PREFIX}-\d+_temp|checkpoint\.tmp[0-9a-f]+)$")
@@ -257,29 +282,47 @@ def remove_unfinished_saves(directory: str) -> List[str]:
     return removed
 
 
+def checkpoint_sizes(path: Optional[str]) -> Optional[dict]:
+    """Bytes of checkpoint `path` (all its files), of its input state (the `input/`
+    tensors: the stream's position) and of the model and optimizer tensors; None
+    without a checkpoint."""
+    if not path or not tf.io.gfile.exists(path + ".index"):
+        return None
+    reader = tf.train.load_checkpoint(path)
+    tensors = {name: np.asarray(reader.get_tensor(name)).nbytes
+               for name in reader.get_variable_to_dtype_map()
+               if name.startswith((INPUT_KEY + "/", "model/", "optimizer/"))}
+    return {"checkpoint_bytes": sum(tf.io.gfile.stat(f).length
+                                    for f in tf.io.gfile.glob(path + ".*")),
+            "input_state_bytes": sum(v for n, v in tensors.items()
+                                     if n.startswith(INPUT_KEY + "/")),
+            "model_optimizer_bytes": sum(v for n, v in tensors.items()
+                                         if n.startswith(("model/", "optimizer/")))}
+
+
 class RunCheckpoints:
     """Model checkpoints in model_dir (written by the chief) and per-worker input state.
 
-    Single worker: one checkpoint with model, optimizer, step and iterator.
+    Single worker: one checkpoint with model, optimizer, step and the input's
+    state (`WorkerInput.state`: its position, a few hundred bytes).
     Multi-worker: the chief's model checkpoint (model, optimizer, step) and,
-    from every worker, its own iterator in input_state/worker-<i>/, with the
+    from every worker, its own input state in input_state/worker-<i>/, with the
     same step numbers.
     """
 
-    def __init__(self, model_dir, strategy, *, model, optimizer, step, iterator, keep):
+    def __init__(self, model_dir, strategy, *, model, optimizer, step, input_state, keep):
         self.model_dir, self.strategy = model_dir, strategy
         if is_chief(strategy):
             remove_unfinished_saves(model_dir)
         if num_workers(strategy) > 1:
             remove_unfinished_saves(input_state_dir(model_dir, strategy))
         self._trained = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-        self._iterator = iterator
         multi_worker = num_workers(strategy) > 1
-        extra = {"iterator": iterator} if iterator is not None and not multi_worker else {}
+        extra = {INPUT_KEY: input_state} if input_state is not None and not multi_worker else {}
         self.state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **extra)
         self.input_state = self.input_manager = None
-        if iterator is not None and multi_worker:
-            self.input_state = tf.train.Checkpoint(iterator=iterator)
+        if input_state is not None and multi_worker:
+            self.input_state = tf.train.Checkpoint(**{INPUT_KEY: input_state})
             self.input_manager = tf.train.CheckpointManager(
                 self.input_state, input_state_dir(model_dir, strategy), max_to_keep=keep,
                 checkpoint_name=CHECKPOINT_PREFIX)
@@ -287,15 +330,9 @@ class RunCheckpoints:
                                                    checkpoint_name=CHECKPOINT_PREFIX)
                         if is_chief(strategy) else None)
 
-    def restore(self, path: str, step: int, with_input: bool):
+    def restore(self, path: str):
+        """Restores model, optimizer and step (the input was rebuilt from its saved position)."""
         self._trained.restore(path).assert_existing_objects_matched().expect_partial()
-        if not with_input or self._iterator is None:
-            return
-        if self.input_state is not None:
-            self.input_state.restore(
-                os.path.join(self.input_manager.directory, f"{CHECKPOINT_PREFIX}-{step}"))
-        else:
-            tf.train.Checkpoint(iterator=self._iterator).restore(path).expect_partial()
 
     def save(self, step: int) -> str:
         """Saves on every worker (the non-chiefs to a removed temporary dir); returns the path."""

@@ -16,9 +16,10 @@ MultiWorkerMirroredStrategy. Its parts:
 Choices, and why (the step's own are in `l3.train.step`):
 
 * **Checkpoints** (`tf.train.CheckpointManager`, `model_dir/ckpt-<step>`)
-  hold `model`, `optimizer`, `step` and, single-worker, the input
-  `iterator`, so a resumed run continues the exact input sequence. In
-  multi-worker runs each worker's input position is its own: it goes to
+  hold `model`, `optimizer`, `step` and, single-worker, the input's
+  *position* (`l3.pairs.stream`: a few hundred bytes, never its buffers), so
+  a resumed run continues the exact input sequence. In multi-worker runs each
+  worker's input position is its own: it goes to
   `model_dir/input_state/worker-<i>/` (written by that worker), while the
   model checkpoint is written by the chief only. Saved every
   `checkpoint_every` steps, at the end, and on SIGTERM (all workers stop at
@@ -27,19 +28,21 @@ Choices, and why (the step's own are in `l3.train.step`):
   (checked every step, agreed by all workers) stop the run
   (`NonFiniteLossError`) before anything is saved, so the last checkpoint is
   the last good state.
-* **Input**: one tf.data pipeline per worker (`l3.train.distribute.WorkerInput`),
-  sharded as `distribute_datasets_from_function` would; its plain iterator is
-  checkpointable, the distributed one is not. The price: batches are copied
-  to the accelerators inside the step rather than prefetched there
-  (`checkpoint_input=False` restores prefetching and gives up exact resume).
-  With `data_service_address` the same pipeline runs on tf.data service
-  workers instead (`l3.train.inputs` states what a resume then sees).
+* **Input**: one training stream per worker (`l3.train.distribute.WorkerInput`),
+  sharded as `distribute_datasets_from_function` would, read through a plain
+  iterator: each batch carries the stream's position, which the step keeps.
+  The price: batches are copied to the accelerators inside the step rather
+  than prefetched there. With `data_service_address` the same stream runs on
+  tf.data service workers instead (`l3.train.inputs` states what a resume
+  then sees).
 * **One trainer per run folder**: `model_dir/trainer.lock` names the host and
   pid of the trainer that holds it (`l3.train.lock`); a second trainer
   refuses to start, a lock left by a dead process is taken over.
-* **Determinism** (`deterministic=True`): op determinism and seeded
-  initialisation; with the input iterator checkpointed, a run killed and
-  resumed ends with the same weights as an uninterrupted one.
+* **Determinism**: initialisation is seeded and the input is a function of
+  seed and position, so on the CPU a run stopped at any checkpoint and
+  resumed ends with the same weights as an uninterrupted one (tested).
+  `deterministic=True` adds TensorFlow's op determinism, which GPUs need for
+  the same guarantee (some GPU kernels are otherwise nondeterministic).
 """
 
 import contextlib
@@ -95,13 +98,13 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     # Resume? And can this worker's input position be restored (else re-seed the input)?
     latest = tf.train.latest_checkpoint(config.model_dir)
     start_step = distribute.checkpoint_step(latest) if latest else 0
-    worker_input, exact_input, input_source = train_input.training_input(
+    worker_input, _, input_source = train_input.training_input(
         config, strategy, dataset_fn, latest, start_step)
     checkpoints = distribute.RunCheckpoints(
         config.model_dir, strategy, model=trainer.model, optimizer=trainer.optimizer,
-        step=step_var, iterator=worker_input.iterator, keep=config.keep_checkpoints)
+        step=step_var, input_state=worker_input.state, keep=config.keep_checkpoints)
     if latest:
-        checkpoints.restore(latest, start_step, with_input=exact_input)
+        checkpoints.restore(latest)
         logging.info("resumed from %s (step %d), restored weights digest %s; %s", latest,
                      start_step, model_lib.weights_digest(trainer.model), input_source)
     else:
@@ -149,8 +152,11 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     return {"step": state.step, "start_step": start_step, "train_steps": total,
             "stopped": stopped, **progress.last, "eval_accuracy": evaluate.accuracy,
             "checkpoint": saver.path, "weights_sha256": digest,
+            "bad_frames": (int(worker_input.bad_frames.numpy())
+                           if worker_input.bad_frames is not None else None),
             "checkpoint_write_seconds": (statistics.median(saver.seconds)
                                          if saver.seconds else None),
+            "checkpoint_sizes": distribute.checkpoint_sizes(saver.path) if chief else None,
             "num_replicas": strategy.num_replicas_in_sync,
             "num_workers": distribute.num_workers(strategy), "is_chief": chief,
             "model_dir": config.model_dir}
@@ -182,7 +188,11 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
       {"step", "start_step", "train_steps", "stopped" ("completed" or
       "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
       (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
+      "bad_frames" (frames found not JPEG and never drawn, over the whole run and
+      its resumes; None with another input),
       "checkpoint_write_seconds" (median of this run's saves, or None),
+      "checkpoint_sizes" (chief: `distribute.checkpoint_sizes` of the last
+      checkpoint: its bytes, the input position's, the model and optimizer's),
       "num_replicas", "num_workers", "is_chief", "model_dir"}.
 
     Raises:

@@ -87,7 +87,7 @@ def _write_records(path: str, frame: np.ndarray, videos: int = 8):
 def _pipeline_views(path: str, n: int):
     """The pipeline's uint8 training frames, finished as the training step does:
     `image.jitter_batch` (scaling to [0, 1], brightness and saturation) per batch."""
-    options = pairs.PipelineOptions(batch_size=32, seed=3, deterministic=True,
+    options = pairs.PipelineOptions(batch_size=32, seed=3,
                                     num_pairs=n)
     ds = pairs.make_dataset(path, SMALL, training=True, options=options)
     views = []

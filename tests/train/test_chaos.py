@@ -8,7 +8,7 @@ runs' summaries give the same `weights_sha256`; every model and optimizer tensor
 the final checkpoints is equal; the killed run's folder holds the same files as the
 uninterrupted one's (event files aside) and TMPDIR holds nothing of ours.
 
-Exact resume needs `--deterministic` today (the script's EXACT_RESUME_FLAGS).
+Both runs use l3-train's default flags (the script's EXACT_RESUME_FLAGS is empty).
 """
 
 import json

@@ -173,7 +173,7 @@ def test_training_steps_lower_the_loss_and_write_the_run(trained_run):
     assert scalars["learning_rate"][0][1] == pytest.approx(SMALL.learning_rate)
     assert "avc_accuracy" in _scalars(str(model_dir / "eval"))
     names = {name for name, _ in tf.train.list_variables(summary["checkpoint"])}
-    assert any(n.startswith("iterator/") for n in names)  # single worker: input position saved
+    assert any(n.startswith("input/position") for n in names)  # single worker: input position saved
     assert any(n.startswith("optimizer/") for n in names)
 
 
@@ -275,9 +275,8 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
                                      tf.range(4, dtype=tf.int32) % 2))
         return fn
 
-    # py_function input cannot be checkpointed: this also runs the distributed-iterator path.
-    config = _config("unused", tmp_path, global_batch_size=4, train_steps=200,
-                     checkpoint_input=False)
+    # A caller's dataset_fn (here a py_function) has no position: the run saves none.
+    config = _config("unused", tmp_path, global_batch_size=4, train_steps=200)
     summary = train.train(config, dataset_fn=dataset_fn)
     assert summary["stopped"] == "preempted" and 1 <= summary["step"] < 200  # prefetch: early
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{summary['step']}")
@@ -384,13 +383,61 @@ def _wait_for_checkpoint(model_dir, at_least, proc, timeout=300):
     raise TimeoutError(f"no checkpoint >= {at_least} in {model_dir}")
 
 
+def test_resume_is_bit_identical_with_default_flags(shards, tmp_path):
+    """Issue 21: a default-flag run stopped at its step-6 checkpoint and resumed to 12
+    ends with the weights of an uninterrupted 12-step run, bit for bit; the checkpoint
+    keeps the input's position (under 1 KB), not its buffers."""
+    straight = train.train(_config(shards, tmp_path / "straight", train_steps=12,
+                                   checkpoint_every=6))
+    half = train.train(_config(shards, tmp_path / "run", train_steps=6, checkpoint_every=6))
+    resumed = train.train(_config(shards, tmp_path / "run", train_steps=12, checkpoint_every=6))
+    assert resumed["start_step"] == 6 and resumed["step"] == 12
+    assert resumed["weights_sha256"] == straight["weights_sha256"] != half["weights_sha256"]
+    reader = tf.train.load_checkpoint(half["checkpoint"])
+    shapes = reader.get_variable_to_dtype_map()
+    state = {n: reader.get_tensor(n).nbytes for n in shapes if n.startswith("input/")}
+    assert state and sum(state.values()) < 1024, state
+    model_bytes = sum(reader.get_tensor(n).nbytes for n in shapes
+                      if n.startswith(("model/", "optimizer/")))
+    data = sum(os.path.getsize(p) for p in glob.glob(half["checkpoint"] + ".data-*"))
+    assert data < model_bytes + 64 * 1024, (data, model_bytes)
+    sizes = half["checkpoint_sizes"]  # what the summary (and the demo) reports
+    assert sizes["input_state_bytes"] == sum(state.values())
+    assert sizes["model_optimizer_bytes"] == model_bytes
+    files = glob.glob(half["checkpoint"] + ".*")
+    assert sizes["checkpoint_bytes"] == sum(os.path.getsize(p) for p in files) > data
+
+
+def test_two_worker_resume_is_bit_identical(shards, tmp_path):
+    """Issue 21: a 2-worker job (launch/local_multiworker.py) stopped at its step-4
+    checkpoint and relaunched to step 8 ends with the weights of an uninterrupted
+    8-step job; each worker keeps its own input position."""
+    straight, _ = _launch(shards, tmp_path / "straight", tmp_path / "l0", "--train_steps=8",
+                          "--checkpoint_every=4")
+    first, _ = _launch(shards, tmp_path / "run", tmp_path / "l1", "--train_steps=4",
+                       "--checkpoint_every=4")
+    for proc in (straight, first):
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, out
+    again, _ = _launch(shards, tmp_path / "run", tmp_path / "l2", "--train_steps=8",
+                       "--checkpoint_every=4")
+    out = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, out
+    logs = {name: [(tmp_path / name / f"worker-{i}.log").read_text() for i in range(2)]
+            for name in ("l0", "l2")}
+    assert all("input position restored" in log for log in logs["l2"])
+    want = {d for log in logs["l0"] for d in _digests(log)}
+    got = {d for log in logs["l2"] for d in _digests(log)}
+    assert len(want) == 1 and got == want, (want, got)
+    assert sorted(os.listdir(tmp_path / "run" / "input_state")) == ["worker-0", "worker-1"]
+
+
 def test_kill9_and_resume_match_an_uninterrupted_run(shards, tmp_path):
     """kill -9 loses only the steps since the last checkpoint; re-running the same
-    command resumes there, and in deterministic mode ends with the same weights (and
+    command (default flags) resumes there and ends with the same weights (and
     optimiser state) as an uninterrupted run."""
     steps, every = 16, 4
-    args = (f"--train_steps={steps}", f"--checkpoint_every={every}", "--deterministic",
-            "--strategy=one_device")
+    args = (f"--train_steps={steps}", f"--checkpoint_every={every}", "--strategy=one_device")
     straight_dir, run_dir = tmp_path / "straight", tmp_path / "interrupted"
     straight_log = open(tmp_path / "straight.log", "w+")
     straight = subprocess.Popen(_train_cmd(shards, straight_dir, *args), env=_env(),
