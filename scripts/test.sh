@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 if [ $# -eq 0 ]; then set -- -m "not slow"; fi
-exec .venv/bin/python -m pytest tests "$@"
+exec .venv/bin/python -m pytest tests --durations=15 "$@"

@@ -272,10 +272,16 @@ class PairSampler:
         """Batched draws (leading axis n; several may come from one video) -> n pairs.
 
         Pair i is frame i with its own window (label 1), or (label 0) with the
-        window of a donor: the next draw, in cyclic order, whose video id differs,
-        taken among the *negatives* when one qualifies (their own windows are
-        otherwise unused, so no window appears twice in a batch), else among
-        all. Adds `ok`: False when a negative found no donor (one id only).
+        window of a donor of another video id, taken among the *negatives* (their
+        own windows are otherwise unused). When no video holds more than half of
+        the negatives, donors are an assignment: the negatives grouped by video
+        (groups in a random order), each takes the window of the negative m
+        places further on, cyclically (m = the largest group), so every
+        negative's window is used exactly once and never by its own video: no
+        window appears twice in a batch. Otherwise (one video holds most
+        negatives: a repeat is then unavoidable) each takes the next draw, in
+        cyclic order, of another video, preferring negatives. Adds `ok`: False
+        when a negative found no donor (one id only).
 
         The batch's randomness (labels, gains) comes from its first video's
         `pair_seed`: unique per batch, and no dataset op (an `enumerate` after the
@@ -296,6 +302,8 @@ class PairSampler:
         preference = tf.cast(differs, tf.int32) * (1 + tf.gather(1 - label, candidates))
         first = tf.argmax(preference, axis=1, output_type=tf.int32)  # the first best
         donor = (index + 1 + first) % n
+        donor = _assigned_donors(ids, positive, donor,
+                                 tf.random.experimental.stateless_fold_in(seeds[0], 1))
         ok = tf.reduce_all(positive | tf.reduce_any(differs, axis=1))
         source = tf.where(positive, index, donor)
         pcm = tf.gather(videos["pcm"], source)
@@ -318,6 +326,22 @@ class PairSampler:
             "audio_start": tf.gather(videos["audio_start"], source),
             "frame_index": videos["frame_index"],
         }
+
+
+def _assigned_donors(ids, positive, scanned, seed) -> tf.Tensor:
+    """int32 [n]: each negative's donor as `make_pairs` describes (a shift by the
+    largest group among the negatives grouped by video), or `scanned` where one
+    video holds more than half of the negatives; positives keep `scanned` (unused)."""
+    negatives = tf.cast(tf.where(~positive)[:, 0], tf.int32)                 # [k]
+    k = tf.size(negatives)
+    _, group, counts = tf.unique_with_counts(tf.gather(ids, negatives))
+    largest = tf.reduce_max(tf.concat([counts, [0]], 0))
+    rank = tf.argsort(tf.argsort(tf.random.stateless_uniform(tf.shape(counts), seed)))
+    order = tf.gather(negatives, tf.argsort(tf.gather(rank, group) * k + tf.range(k)))
+    shift = tf.maximum(largest, 1)
+    donors = tf.gather(order, (tf.range(k) + shift) % tf.maximum(k, 1))
+    assigned = tf.tensor_scatter_nd_update(scanned, order[:, None], donors)
+    return tf.cond(2 * largest <= k, lambda: assigned, lambda: scanned)
 
 
 def _balanced_labels(n, seed) -> tf.Tensor:

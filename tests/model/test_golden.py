@@ -1,7 +1,8 @@
-"""Golden encoder outputs: a seeded model on fixed inputs vs tests/fixtures/golden/{small,paper}.npz.
+"""Golden outputs: a seeded model on fixed inputs vs tests/fixtures/golden/{small,paper}.npz.
 
 Pins the numbers end to end (spectrogram front end, layers, pooling, batch
-norm, initialisation): a change that moves the embeddings fails here. The
+norm, initialisation, and the fusion head through the AVC logits): a change
+that moves the embeddings or the logits fails here. The
 files are written only by scripts/make_golden.py (its docstring says when).
 Tolerance: 1e-4 of each output's largest magnitude (float32 conv arithmetic
 differs across CPUs by ~1e-6 of it).

@@ -9,10 +9,15 @@ keeps training when an input worker is SIGKILLed; a SIGKILLed trainer resumes
 its step and weights while the service keeps running; an unreachable
 dispatcher is a one-line error within a bounded time; a dispatcher restarted
 on its journal (--work_dir) serves the same job on.
+
+Each test passes alone and in any order: the tests that use the module's
+service take it through `live_service`, which first brings back whatever an
+earlier test stopped or killed (a dispatcher, input workers).
 """
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +29,7 @@ import tensorflow as tf
 from l3.pairs import data_service, pipeline as pairs
 from l3.model import network as model_lib
 from l3.core import presets
-from l3.pairs.local_service import LocalDataService, free_port
+from l3.pairs.local_service import LocalDataService
 from tests.fixtures.records import SyntheticCorpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,12 +52,39 @@ def coded_shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """A dispatcher (journal in work_dir) and two input workers, stopped at the end."""
-    base = tmp_path_factory.mktemp("service")
-    svc = LocalDataService(2, str(base / "logs"), work_dir=str(base / "journal"), env=_env())
-    with svc:
-        svc.wait_for_workers(2)
-        yield svc
+    """A dispatcher (journal in work_dir) and two input workers, stopped at the end.
+
+    The dispatcher's port was free a moment before it binds it (`free_port`); if
+    another process took it in between, the dispatcher exits and the service is
+    started again on a new port (up to 3 tries)."""
+    for attempt in range(3):
+        base = tmp_path_factory.mktemp(f"service{attempt}")
+        svc = LocalDataService(2, str(base / "logs"), work_dir=str(base / "journal"), env=_env())
+        with svc:
+            try:
+                svc.wait_for_workers(2)
+            except RuntimeError:
+                if svc.dispatcher.poll() is None or attempt == 2:
+                    raise
+                continue  # the dispatcher could not bind its port: another one
+            yield svc
+            return
+
+
+def _live_workers(svc):
+    return [i for i, w in enumerate(svc.workers) if w.poll() is None]
+
+
+@pytest.fixture
+def live_service(service):
+    """The module's service with a running dispatcher and two live input workers."""
+    if service.dispatcher is None or service.dispatcher.poll() is not None:
+        service.start_dispatcher()
+    for _ in range(2 - len(_live_workers(service))):
+        service.start_worker()
+    # A dispatcher restarted on its journal may still list dead workers for a while.
+    service.wait_for_workers(2, at_least=True)
+    return service
 
 
 def _train_cmd(shards, model_dir, address, *extra):
@@ -75,7 +107,8 @@ def _wait_for(predicate, proc, what, timeout=300):
     raise TimeoutError(what)
 
 
-def test_pairs_through_the_service_are_aligned(service, coded_shards):
+def test_pairs_through_the_service_are_aligned(live_service, coded_shards):
+    service = live_service
     ds = pairs.make_dataset(coded_shards, SMALL, training=True, options=pairs.PipelineOptions(
         batch_size=16, seed=5, include_metadata=True))
     ds = data_service.distribute_dataset(ds, service.address, "alignment-test")
@@ -101,8 +134,9 @@ def test_pairs_through_the_service_are_aligned(service, coded_shards):
             assert frame_video != audio_video, j
 
 
-def test_train_through_the_service_survives_losing_an_input_worker(service, learnable_shards,
+def test_train_through_the_service_survives_losing_an_input_worker(live_service, learnable_shards,
                                                                     tmp_path):
+    service = live_service
     log_path = tmp_path / "train.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -112,7 +146,7 @@ def test_train_through_the_service_survives_losing_an_input_worker(service, lear
         try:
             _wait_for(lambda: "step 4/20" in log_path.read_text(), proc, "step 4")
             assert proc.poll() is None
-            service.kill_worker(1)
+            service.kill_worker(_live_workers(service)[-1])  # `live_service` restarts one
             killed_at = len(_losses(log_path.read_text()))
             assert proc.wait(timeout=300) == 0, log_path.read_text()[-3000:]
         finally:
@@ -125,8 +159,6 @@ def test_train_through_the_service_survives_losing_an_input_worker(service, lear
     losses = _losses(out)
     assert len(losses) == 10 and killed_at < 10, out[-3000:]  # steps logged after the kill
     assert np.mean(losses[-2:]) < losses[0], losses
-    service.start_worker()  # back to two for the other tests
-    service.wait_for_workers(2)
 
 
 def _checkpoint_digest(path):
@@ -136,7 +168,8 @@ def _checkpoint_digest(path):
 
 
 def test_sigkilled_trainer_resumes_step_and_weights_while_the_service_runs(
-        service, learnable_shards, tmp_path):
+        live_service, learnable_shards, tmp_path):
+    service = live_service
     run_dir = tmp_path / "run"
     args = ("--global_batch_size=8", "--checkpoint_every=3", "--log_every=1")
     killed = subprocess.Popen(_train_cmd(learnable_shards, run_dir, service.address,
@@ -165,14 +198,24 @@ def test_sigkilled_trainer_resumes_step_and_weights_while_the_service_runs(
     final = tf.train.load_checkpoint(str(run_dir / f"ckpt-{saved + 3}"))
     assert final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved + 3
     assert final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == saved + 3
-    # The service kept running (the worker SIGKILLed by an earlier test was reaped then).
-    running = [w for w in service.workers if w.returncode is None]
-    assert len(running) == 2 and all(w.poll() is None for w in running)
+    # The service kept running: its two input workers and the dispatcher.
+    assert len(_live_workers(service)) == 2
     assert service.dispatcher.poll() is None
 
 
 def test_unreachable_dispatcher_is_a_one_line_error_in_bounded_time(learnable_shards, tmp_path):
-    address = f"grpc://127.0.0.1:{free_port()}"  # nothing listens there
+    # A port bound here but never listened on: refuses connections, and no other
+    # process can take it while the test runs (a merely free port could be taken).
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    try:
+        _unreachable_dispatcher(learnable_shards, tmp_path, held.getsockname()[1])
+    finally:
+        held.close()
+
+
+def _unreachable_dispatcher(learnable_shards, tmp_path, port):
+    address = f"grpc://127.0.0.1:{port}"  # nothing listens there
     begin = time.time()
     with pytest.raises(data_service.DataServiceError, match="no tf.data service dispatcher"):
         data_service.check_dispatcher(address, timeout_s=2.0)
@@ -210,14 +253,15 @@ def test_local_launcher_starts_and_stops_the_service(learnable_shards, tmp_path)
     assert not left, f"service processes left running: {left}"
 
 
-def test_a_restarted_dispatcher_resumes_from_its_journal(service):
-    """Last (it restarts the module's dispatcher): a job read before the restart goes on after it."""
+def test_a_restarted_dispatcher_resumes_from_its_journal(live_service):
+    """A job read before the dispatcher's restart goes on after it."""
+    service = live_service
     ds = tf.data.Dataset.range(1 << 40)
     iterator = iter(data_service.distribute_dataset(ds, service.address, "journal-test"))
     before = {int(next(iterator)) for _ in range(20)}
     service.stop_dispatcher()
     service.start_dispatcher()  # same port, same --work_dir
-    # The journal also lists the worker SIGKILLed earlier in this module.
+    # The journal may also list a worker SIGKILLed earlier in this module.
     service.wait_for_workers(2, at_least=True)
     after = {int(next(iterator)) for _ in range(20)}
     assert len(before) == 20 and len(after) == 20

@@ -4,7 +4,7 @@ Per clip (the paper, following Aytar et al.'s SoundNet set-up):
 
 1. `num_subclips` equally spaced 1 s subclips (`l3.eval.transfer.subclips`).
 2. Each subclip through the audio encoder (`l3.eval.transfer.encoders`); the
-   feature is `conv4_2_pooled`, 6144-D (1536-D for the small preset):
+   feature is `conv4_2_pooled`, 6144-D (768-D for the small preset: 4x3x64):
    features float32 [n_clips, num_subclips, P] (`l3.eval.transfer.features`).
 3. z-score normalisation with mean and standard deviation fitted on the
    training clips' subclips only (a feature with zero training variance is
