@@ -42,10 +42,17 @@ cli.run(main, "l3-test")
 """
 
 
+def _default_sigint():
+    # A shell's background job (`cmd &`, as some CI runners start the suite) ignores
+    # SIGINT, and its children inherit that; the child must start as from a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(mode, path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.Popen([sys.executable, "-c", SCRIPT, mode, str(path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for(proc, word):
