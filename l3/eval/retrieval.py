@@ -193,3 +193,101 @@ def retrieval_report(vision: np.ndarray, audio: np.ndarray, score_fn,
             metrics.update(class_metrics(matrix, labels, labels, ks))
         out[direction] = metrics
     return out
+
+
+# --- on records and an export -----------------------------------------------------------
+
+SCORERS = ("fusion", "cosine")
+NETWORKS = ("trained", "untrained")
+
+
+def embed(network, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """A tower's pool4 embedding of float32 inputs, in batches: [n, D]."""
+    inputs = np.asarray(inputs, np.float32)
+    return np.concatenate([np.asarray(network(inputs[i:i + batch_size], training=False))
+                           for i in range(0, len(inputs), batch_size)])
+
+
+def row_name(network: str, scorer: str) -> str:
+    """The row of a (network, scorer): "trained" for the fusion scorer, "trained_cosine" ..."""
+    return network if scorer == "fusion" else f"{network}_{scorer}"
+
+
+def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optional[int] = 1000,
+                       items_per_video: int = 1, scorers: Sequence[str] = SCORERS,
+                       untrained: bool = True, seed: int = 0, batch_size: int = 64,
+                       log=None) -> Dict:
+    """Image -> audio and audio -> image retrieval on held-out records, for an export.
+
+    Reads up to `max_items` items (`items_per_video` frames per video, each with its
+    centred 1 s of audio; unlabelled videos too), embeds them with the export's
+    trained towers (avc.keras) and, with `untrained`, with a freshly initialised
+    network of the same preset (Keras seeded with `seed`), and scores every pair with
+    each of `scorers`. Returns {"image_to_audio": {row: metrics}, "audio_to_image":
+    {...}, ...} with rows "trained", "untrained" (fusion scorer), "trained_cosine",
+    "untrained_cosine" and "chance"; class-level metrics when every item has a label.
+    """
+    import time  # noqa: PLC0415
+    from l3.core import errors  # noqa: PLC0415
+    from l3.eval.analysis import data, encoders  # noqa: PLC0415 (TensorFlow)
+    from l3.model import network as model_lib  # noqa: PLC0415
+
+    unknown = sorted(set(scorers) - set(SCORERS))
+    if unknown or not scorers:
+        raise errors.UsageError(f"unknown scorers {unknown or list(scorers)}; choose from {list(SCORERS)}")
+    log = log or (lambda message: None)
+    start = time.time()
+    preset = encoders.export_preset(export_dir)
+    models = {"trained": encoders.exported_avc_model(export_dir)}
+    items = data.load_items(data_pattern, preset, max_items=max_items,
+                            items_per_video=items_per_video, labelled_only=False)
+    names = items.label_names
+    labels = np.asarray(names) if all(names) else None
+    log(f"{len(items)} items from {len(set(items.video_ids))} videos, preset {preset.name}"
+        + ("" if labels is None else f", {len(set(names))} classes"))
+    if untrained:
+        models["untrained"] = encoders.untrained_avc_model(preset, seed)
+    seconds = {"load": round(time.time() - start, 2)}
+    result: Dict = {"export_dir": export_dir, "data_pattern": data_pattern, "preset": preset.name,
+                    "num_items": len(items), "num_videos": len(set(items.video_ids)),
+                    "items_per_video": items_per_video, "class_level": labels is not None,
+                    "scorers": list(scorers), "seed": seed}
+    for direction in DIRECTIONS:
+        result[direction] = {}
+    for name, model in models.items():
+        nets = model_lib.subnetworks(model)
+        t = time.time()
+        vision = embed(nets[model_lib.VISION], items.images, batch_size)
+        audio = embed(nets[model_lib.AUDIO], items.waveforms, batch_size)
+        seconds[f"embed_{name}"] = round(time.time() - t, 2)
+        for scorer in scorers:
+            t = time.time()
+            if scorer == "fusion":
+                parts = fusion_parts(nets["fusion"])
+                report = retrieval_report(vision, audio, lambda v, a: fusion_scores(v, a, parts), labels)
+            else:
+                report = retrieval_report(vision, audio, cosine_scores, labels)
+            seconds[f"score_{row_name(name, scorer)}"] = round(time.time() - t, 2)
+            for direction in DIRECTIONS:
+                result[direction][row_name(name, scorer)] = report[direction]
+    chance = chance_metrics(len(items), labels, labels)
+    for direction in DIRECTIONS:
+        result[direction]["chance"] = chance
+    seconds["total"] = round(time.time() - start, 2)
+    result["seconds"] = seconds
+    return result
+
+
+def format_table(result: Dict) -> str:
+    """Plain-text table: per direction, each row's R@1/5/10, median rank (and P@10, mAP)."""
+    class_level = result.get("class_level")
+    cols = ["R@1", "R@5", "R@10", "median_rank"] + (["P@10", "mAP"] if class_level else [])
+    lines = [f"retrieval among {result['num_items']} held-out items ({result['num_videos']} videos; "
+             "instance: the same moment of the same video)"]
+    for direction in DIRECTIONS:
+        lines.append("")
+        lines.append(f"{direction.replace('_', ' ')}: " + "".join(f"{c:>13s}" for c in cols))
+        for row, m in result[direction].items():
+            lines.append(f"  {row:22s}" + "".join(
+                f"{m[c]:13.1f}" if c == "median_rank" else f"{m[c]:13.3f}" for c in cols))
+    return "\n".join(lines)

@@ -103,12 +103,13 @@ def clip_audio(audio: np.ndarray, audio_start: float, t: float, sample_rate: int
 
 
 def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
-               items_per_video: int = 1) -> Items:
+               items_per_video: int = 1, labelled_only: bool = True) -> Items:
     """Reads labelled items from the TFRecord shards matching `pattern`.
 
     Shards are interleaved (one record from each of up to 64 open shards in turn), so
-    a capped read is not dominated by the first shard. Videos with an empty label are skipped (they
-    cannot be scored against classes). Raises ValueError if nothing usable is found.
+    a capped read is not dominated by the first shard. Videos with an empty label are
+    skipped (they cannot be scored against classes) unless `labelled_only` is False
+    (then their items carry the label ""). Raises UsageError if nothing usable is found.
     """
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
@@ -124,7 +125,7 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
     skipped = 0
     for rec in ds.as_numpy_iterator():
         label = rec[records.LABEL].decode()
-        if not label:
+        if not label and labelled_only:
             skipped += 1
             continue
         rate = int(rec[records.SAMPLE_RATE])
@@ -150,7 +151,7 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
     if skipped:
         logging.info("skipped %d unlabelled videos", skipped)
     if not names:
-        raise ValueError(f"no labelled videos in {pattern!r} ({skipped} without a label)")
+        raise errors.UsageError(f"no usable videos in {pattern!r} ({skipped} without a label)")
 
     waves = np.stack(waves)
     if factor > 1:
