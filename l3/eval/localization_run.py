@@ -112,7 +112,7 @@ def evaluate_localization(export_dir: str, data_pattern: str, boxes_path: str,
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
         if figure_items:
-            chosen = _figure_items(items.cases, figure_items)
+            chosen = _figure_items(items.cases, items.labels, figure_items)
             columns = {"trained": "trained: own sound", "trained_other_sound": "trained: other sound",
                        "untrained": "untrained", "unconditioned": "unconditioned map"}
             columns = {k: v for k, v in columns.items() if k in heat}
@@ -136,13 +136,15 @@ def _case_note(cases) -> str:
     return f"\n({', '.join(shown)})" if shown else ""
 
 
-def _figure_items(cases, count: int):
-    """Items for the figure: the first clean ones, then the first of each other case."""
-    others = [next((i for i, cs in enumerate(cases) if c in cs), None)
-              for c in ldata.CASES[1:]]
-    others = [i for i in others if i is not None][:max(count // 2, 1)]
+def _figure_items(cases, labels, count: int):
+    """Items for the figure: clean ones of as many different labels as fit, then the first
+    item of each other case (up to half the rows)."""
+    others = [next((i for i, cs in enumerate(cases) if c in cs), None) for c in ldata.CASES[1:]]
+    others = list(dict.fromkeys(i for i in others if i is not None))[:max(count // 2, 1)]
     clean = [i for i, cs in enumerate(cases) if i not in others and ("clean" in cs or not cs)]
-    chosen = clean[:count - len(others)] + others
+    first_of_label = list({labels[i]: i for i in reversed(clean)}.values())[::-1]
+    rest = [i for i in clean if i not in first_of_label]
+    chosen = (first_of_label + rest)[:count - len(others)] + others
     return sorted(chosen) or list(range(min(count, len(cases))))
 
 

@@ -71,38 +71,93 @@ def test_unknown_ids_are_an_input_error(stand_in, tmp_path):
         localization_run.evaluate_localization(export_dir, pattern, str(other))
 
 
-def test_binaries_end_to_end_and_bad_input(stand_in, tmp_path):
-    """Both console scripts on the stand-in, and l3-localize's bad inputs (a missing box
-    file, a box file without boxes), each one line and exit 2, nothing written."""
-    export_dir, pattern, root = stand_in
-    nobox = tmp_path / "nobox.json"
-    nobox.write_text('{"format": "l3-boxes/1", "videos": {"test_0000": {"frames": [{"time": 1}]}}}')
-    common = [f"--export_dir={export_dir}", f"--data_pattern={pattern}"]
-    calls = {
-        "retrieval": ["l3.bin.retrieval", *common, f"--output_json={tmp_path}/r.json",
-                      "--scorers=fusion", "--nountrained"],
-        "localize": ["l3.bin.localize", *common, f"--boxes={root}/boxes.json",
-                     f"--output_dir={tmp_path}/loc", "--figure_items=0", "--nountrained"],
-        "missing": ["l3.bin.localize", *common, f"--boxes={tmp_path}/none.json",
-                    f"--output_dir={tmp_path}/bad1"],
-        "nobox": ["l3.bin.localize", *common, f"--boxes={nobox}", f"--output_dir={tmp_path}/bad2"],
-    }
+def _run_modules(calls):
+    """{name: CompletedProcess} of `python -m` calls, started together (each imports TF)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     procs = {k: subprocess.Popen([sys.executable, "-m", *v], env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for k, v in calls.items()}
-    done = {k: (p, *p.communicate(timeout=600)) for k, p in procs.items()}
-    for k in ("retrieval", "localize"):
-        proc, out, err = done[k]
-        assert proc.returncode == 0, err[-3000:]
+    outputs = {k: p.communicate(timeout=600) for k, p in procs.items()}
+    return {k: subprocess.CompletedProcess(p.args, p.returncode, *outputs[k])
+            for k, p in procs.items()}
+
+
+def test_binaries_end_to_end(stand_in, tmp_path):
+    export_dir, pattern, root = stand_in
+    common = [f"--export_dir={export_dir}", f"--data_pattern={pattern}"]
+    done = _run_modules({
+        "retrieval": ["l3.bin.retrieval", *common, f"--output_json={tmp_path}/r.json",
+                      "--scorers=fusion", "--nountrained"],
+        "localize": ["l3.bin.localize", *common, f"--boxes={root}/boxes.json",
+                     f"--output_dir={tmp_path}/loc", "--figure_items=0", "--nountrained"]})
+    for proc in done.values():
+        assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.load(open(tmp_path / "r.json"))
     assert set(saved["image_to_audio"]) == {"trained", "chance"}
-    assert "R@10" in done["retrieval"][1]
+    assert "R@10" in done["retrieval"].stdout and "cIoU@0.5" in done["localize"].stdout
     assert set(json.load(open(tmp_path / "loc" / "localization.json"))["rows"]) == {
         "trained", "trained_fusion_map", "trained_other_sound", "unconditioned", "center_prior"}
-    for k, expected in (("missing", f"--boxes={tmp_path}/none.json does not exist"),
-                        ("nobox", "frame 0 has no \"boxes\" or \"time\"")):
-        proc, out, err = done[k]
-        assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
-                              "l3-localize", expected)
-    assert not (tmp_path / "bad1").exists() and not (tmp_path / "bad2").exists()
+
+
+@pytest.mark.slow
+def test_analyze_binary_and_bad_inputs(stand_in, tmp_path):
+    """l3-analyze with --boxes; bad inputs of l3-localize and l3-analyze (a missing box file,
+    a box file without boxes, localization without boxes): one line, exit 2, nothing written."""
+    export_dir, pattern, root = stand_in
+    nobox = tmp_path / "nobox.json"
+    nobox.write_text('{"format": "l3-boxes/1", "videos": {"test_0000": {"frames": [{"time": 1}]}}}')
+    common = [f"--export_dir={export_dir}", f"--data_pattern={pattern}"]
+    done = _run_modules({
+        "analyze": ["l3.bin.analyze", *common, f"--output_dir={tmp_path}/analysis",
+                    "--analyses=retrieval,localization", f"--boxes={root}/boxes.json",
+                    "--localization_frames_per_video=2"],
+        "analyze_nobox": ["l3.bin.analyze", *common, f"--output_dir={tmp_path}/bad3",
+                          "--analyses=nmi,localization"],
+        "missing": ["l3.bin.localize", *common, f"--boxes={tmp_path}/none.json",
+                    f"--output_dir={tmp_path}/bad1"],
+        "nobox": ["l3.bin.localize", *common, f"--boxes={nobox}", f"--output_dir={tmp_path}/bad2"],
+    })
+    assert done["analyze"].returncode == 0, done["analyze"].stderr[-3000:]
+    analysis = json.load(open(tmp_path / "analysis" / "analysis.json"))
+    assert analysis["retrieval"]["num_items"] == 12 and analysis["localization"]["num_items"] == 24
+    assert "figure" in analysis["localization"] and "localization" in analysis["figures"]
+    assert "sound-source localization" in done["analyze"].stdout and "R@10" in done["analyze"].stdout
+    for k, prog, expected in (
+            ("missing", "l3-localize", f"--boxes={tmp_path}/none.json does not exist"),
+            ("nobox", "l3-localize", "frame 0 has no \"boxes\" or \"time\""),
+            ("analyze_nobox", "l3-analyze", "--analyses=localization needs --boxes")):
+        assert_one_line_error(done[k], prog, expected)
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))
+
+
+def test_localization_analysis_needs_boxes(stand_in, tmp_path):
+    export_dir, pattern, _ = stand_in
+    from l3.eval.analysis import run as run_lib
+    with pytest.raises(errors.UsageError, match="needs a box file"):
+        run_lib.analyze(export_dir, pattern, str(tmp_path / "x"), analyses="localization")
+    assert not (tmp_path / "x").exists()
+
+
+def test_demo_summary_has_the_issues_keys(stand_in, tmp_path):
+    """The analysis' retrieval and localization results become the demo's summary.json keys
+    (retrieval.image_to_audio.{trained,untrained,chance}."R@10", ...), targets and table."""
+    from l3.demo import run as demo
+    from l3.eval.analysis import run as run_lib
+    export_dir, pattern, root = stand_in
+    res = run_lib.analyze(export_dir, pattern, str(tmp_path / "a"),
+                          analyses="retrieval,localization", boxes=str(root / "boxes.json"))
+    summary = {**demo.retrieval_summary(res["retrieval"]),
+               **demo.localization_summary(res["localization"])}
+    for direction in ("image_to_audio", "audio_to_image"):
+        for row in ("trained", "untrained", "chance"):
+            for key in ("R@1", "R@5", "R@10", "median_rank"):
+                assert isinstance(summary["retrieval"][direction][row][key], float)
+    for row in ("trained", "untrained", "center_prior", "unconditioned"):
+        for key in ("cIoU@0.5", "AUC"):
+            assert isinstance(summary["localization"][row][key], float)
+    met = demo.targets_met_beyond_paper(summary)
+    rows = summary["retrieval"]["image_to_audio"]
+    assert met["retrieval_r10"] == (rows["trained"]["R@10"] >= 2 * max(rows["untrained"]["R@10"],
+                                                                      rows["chance"]["R@10"]))
+    table = "\n".join(demo.beyond_paper_table(summary))
+    assert "image->audio R@10" in table and "cIoU@0.5" in table
