@@ -25,10 +25,11 @@ export_<repr>/, export_untrained_<repr>/, svm_<repr>.json, analysis_<repr>/
 and summary_<repr>.json, so runs of several front ends sit side by side; the
 printed table then adds the transfer numbers of every front end run so far.
 
-Layout of `work_dir`: corpus/ (unless a cache dir is given), tfrecords/
-({split}-NNNNN-of-NNNNN.tfrecord, summary.json), train/ (checkpoints,
+Layout of `work_dir`: corpus/ (unless a cache dir is given; objects.json: where each test
+video's object is), tfrecords/ ({split}-NNNNN-of-NNNNN.tfrecord, summary.json, boxes.json:
+the objects of the videos in the shards), train/ (checkpoints,
 TensorBoard), export/ and export_untrained/, svm/, analysis/ (figures,
-analysis.json), summary.json.
+analysis.json, localization.json and localization.png), summary.json.
 """
 
 import dataclasses
@@ -124,9 +125,10 @@ def _corpus(config: DemoConfig):
 
 
 def _tfrecords(config: DemoConfig, corpus_info) -> Dict:
+    # boxes: the corpus's object boxes travel beside the shards (tfrecords/boxes.json).
     build_config = builder.BuildConfig(output_dir=config.path("tfrecords"),
                                        num_shards=config.num_shards, workers=config.workers,
-                                       progress=config.progress)
+                                       progress=config.progress, boxes=str(corpus_info.objects_path))
     result = builder.build_from_input(str(corpus_info.csv_path), build_config,
                                       video_root=str(corpus_info.root))
     summary = result["summary"]
@@ -212,12 +214,12 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
     return results
 
 
-def _analysis(config: DemoConfig, corpus_info) -> Dict:
+def _analysis(config: DemoConfig) -> Dict:
     from l3.eval.analysis import run  # noqa: PLC0415 (TensorFlow; see the note under the imports)
     return run.analyze(config.out("export"), _pattern(config, "test"), config.out("analysis"),
                        analyses=config.analyses, clusters=config.num_clusters,
                        num_items=config.analysis_items, items_per_video=config.items_per_video,
-                       seed=config.seed, boxes=str(corpus_info.objects_path),
+                       seed=config.seed, boxes=config.path("tfrecords", "boxes.json"),
                        retrieval_items_per_video=config.retrieval_items_per_video,
                        localization_frames_per_video=config.localization_frames_per_video)
 
@@ -352,7 +354,7 @@ def run_demo(config: DemoConfig) -> Dict:
     avc = stages.run("avc", "AVC accuracy on held-out videos", _avc, config)
     svm = stages.run("svm", "linear SVM on held-out audio features", _svm, config, corpus_info)
     analysis = stages.run("analysis", "NMI, unit preference, figures, retrieval, localization",
-                          _analysis, config, corpus_info)
+                          _analysis, config)
 
     nmi = analysis["nmi"]
     summary = {

