@@ -13,6 +13,9 @@ VGG-SS: the frame nearest the middle of the audio) returns:
   boxes, distractor_boxes: per item [k, 4], normalised to the view
   video_ids, times, labels, cases (per item, see `item_cases`)
 
+`read_media_items(media_dir, preset, truth)` reads the same from a folder in the layout
+of the VGG-SS and Flickr-SoundNet test sets EZ-VSL reads (frames/<id>.jpg, audio/<id>.wav).
+
 Views: "squeeze" (default; the literature's: the whole frame resized to S x S, boxes
 scaled with it, as EZ-VSL resizes test frames to 224 x 224) or "center_crop" (the
 network's evaluation view, `l3.ops.image.eval_image`: smaller side to the preset's
@@ -25,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from l3.core import constants as C
 from l3.core import errors
 from l3.core.presets import Preset
 from l3.eval import localization_io as lio
@@ -114,6 +118,68 @@ def _chosen_frames(ftimes, start, seconds, video: lio.VideoTruth, frames_per_vid
     return [annotated[p] for p in picks]
 
 
+class _Collector:
+    """Accumulates items (view, truth map, sound, cases) from frames and their audio."""
+
+    def __init__(self, preset: Preset, view: str, gt: str, eval_size: int, truth_name: str):
+        if view not in VIEWS or gt not in GT_KINDS:
+            raise errors.UsageError(f"view must be one of {VIEWS} and gt one of {GT_KINDS}")
+        self.preset, self.view, self.gt, self.eval_size = preset, view, gt, eval_size
+        self.truth_name = truth_name
+        self.margin = data.clip_margin(preset)
+        self.clip_48k = preset.clip_samples * preset.decimation
+        self.out = {k: [] for k in ("images", "display", "waves", "gt", "boxes", "distractor_boxes",
+                                    "video_ids", "times", "labels", "cases")}
+        self.skipped = {"records_without_truth": 0, "frames_without_truth": 0,
+                        "object_out_of_view": 0}
+
+    def __len__(self) -> int:
+        return len(self.out["times"])
+
+    def add(self, frame, audio: np.ndarray, audio_start: float, time: float,
+            frame_truth: lio.FrameTruth, video: lio.VideoTruth, vid: str, label: str) -> None:
+        """frame uint8 [h, w, 3]; audio 48 kHz mono on the clock of `time` from `audio_start`."""
+        image, display, window = _view(frame, self.preset, self.view)
+        boxes = lio.crop_boxes(frame_truth.boxes, window)
+        if not len(boxes):
+            self.skipped["object_out_of_view"] += 1
+            return
+        if self.gt == "mask":
+            if frame_truth.mask is None:
+                raise errors.UsageError(f"{self.truth_name}: video {vid!r} at {time:.2f} s has "
+                                        "no \"mask\" (use gt=box)")
+            gt_map = lio.mask_map(frame_truth.mask, self.eval_size, window)
+        else:
+            gt_map = lio.box_map(boxes, self.eval_size)
+        distractors = lio.crop_boxes(frame_truth.distractor_boxes, window)
+        out = self.out
+        out["images"].append(image)
+        out["display"].append(display)
+        out["waves"].append(data.clip_audio(audio, audio_start, time, C.SAMPLE_RATE,
+                                            self.clip_48k, self.margin))
+        out["gt"].append(gt_map.astype(np.uint8))
+        out["boxes"].append(boxes)
+        out["distractor_boxes"].append(distractors)
+        out["video_ids"].append(vid)
+        out["times"].append(float(time))
+        out["labels"].append(label or video.attributes.get("label", ""))
+        out["cases"].append(item_cases(video.attributes, distractors, float(time),
+                                       self.preset.clip_seconds))
+
+    def items(self, where: str, tolerance: float) -> LocalizationItems:
+        out = self.out
+        if not out["times"]:
+            raise errors.UsageError(f"no annotated frame of {where} lies within {tolerance} s of "
+                                    f"a frame time in {self.truth_name}, inside the view "
+                                    f"({self.skipped})")
+        return LocalizationItems(
+            images=np.stack(out["images"]).astype(np.float32), display=np.stack(out["display"]),
+            waveforms=data.to_preset_rate(np.stack(out["waves"]), self.preset),
+            gt=np.stack(out["gt"]), boxes=out["boxes"], distractor_boxes=out["distractor_boxes"],
+            video_ids=out["video_ids"], times=np.asarray(out["times"]), labels=out["labels"],
+            cases=out["cases"], skipped=self.skipped)
+
+
 def read_items(pattern: str, preset: Preset, truth: Dict[str, lio.VideoTruth], *,
                frames_per_video: int = 1, view: str = "squeeze", gt: str = "box",
                tolerance: float = 0.1, max_items: Optional[int] = None,
@@ -123,71 +189,85 @@ def read_items(pattern: str, preset: Preset, truth: Dict[str, lio.VideoTruth], *
     Raises UsageError when no record has an entry in `truth` (naming an id of each),
     or when no annotated frame remains.
     """
-    if view not in VIEWS or gt not in GT_KINDS:
-        raise errors.UsageError(f"view must be one of {VIEWS} and gt one of {GT_KINDS}")
-    margin, clip_48k = data.clip_margin(preset), preset.clip_samples * preset.decimation
-    out = {k: [] for k in ("images", "display", "waves", "gt", "boxes", "distractor_boxes",
-                           "video_ids", "times", "labels", "cases")}
-    skipped = {"records_without_truth": 0, "frames_without_truth": 0, "object_out_of_view": 0}
+    items = _Collector(preset, view, gt, eval_size, truth_name)
     seen_ids: List[str] = []
     for rec in data.read_records(pattern):
         vid = rec[records.VIDEO_ID].decode()
         seen_ids.append(vid)
         video = lio.match_video(truth, vid)
         if video is None:
-            skipped["records_without_truth"] += 1
+            items.skipped["records_without_truth"] += 1
             continue
         audio, rate = rec[records.AUDIO], int(rec[records.SAMPLE_RATE])
+        if rate != C.SAMPLE_RATE:
+            raise errors.UsageError(f"record {vid!r} has audio at {rate} Hz; the schema stores "
+                                    f"{C.SAMPLE_RATE} Hz")
         start = float(rec[records.AUDIO_START])
         ftimes = np.asarray(rec[records.FRAME_TIMES], np.float64)
         chosen = _chosen_frames(ftimes, start, len(audio) / rate, video, frames_per_video,
                                 tolerance, preset.clip_seconds)
         if not chosen:
-            skipped["frames_without_truth"] += 1
+            items.skipped["frames_without_truth"] += 1
         for i, frame_truth in chosen:
-            image, display, window = _view(tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3),
-                                           preset, view)
-            boxes = lio.crop_boxes(frame_truth.boxes, window)
-            if not len(boxes):
-                skipped["object_out_of_view"] += 1
-                continue
-            if gt == "mask":
-                if frame_truth.mask is None:
-                    raise errors.UsageError(f"{truth_name}: video {vid!r} at {ftimes[i]:.2f} s has "
-                                            "no \"mask\" (use gt=box)")
-                gt_map = lio.mask_map(frame_truth.mask, eval_size, window)
-            else:
-                gt_map = lio.box_map(boxes, eval_size)
-            distractors = lio.crop_boxes(frame_truth.distractor_boxes, window)
-            out["images"].append(image)
-            out["display"].append(display)
-            out["waves"].append(data.clip_audio(audio, start, ftimes[i], rate, clip_48k, margin))
-            out["gt"].append(gt_map.astype(np.uint8))
-            out["boxes"].append(boxes)
-            out["distractor_boxes"].append(distractors)
-            out["video_ids"].append(vid)
-            out["times"].append(float(ftimes[i]))
-            out["labels"].append(rec[records.LABEL].decode() or video.attributes.get("label", ""))
-            out["cases"].append(item_cases(video.attributes, distractors, float(ftimes[i]),
-                                           preset.clip_seconds))
-            if max_items is not None and len(out["times"]) >= max_items:
+            items.add(tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3), audio, start,
+                      ftimes[i], frame_truth, video, vid, rec[records.LABEL].decode())
+            if max_items is not None and len(items) >= max_items:
                 break
-        if max_items is not None and len(out["times"]) >= max_items:
+        if max_items is not None and len(items) >= max_items:
             break
-    if len(seen_ids) == skipped["records_without_truth"]:
+    if len(seen_ids) == items.skipped["records_without_truth"]:
         example = next(iter(truth), None)
         raise errors.UsageError(
             f"none of the {len(seen_ids)} video ids in {pattern} is in {truth_name} "
             f"(records e.g. {seen_ids[0] if seen_ids else None!r}, boxes e.g. {example!r})")
-    if not out["times"]:
-        raise errors.UsageError(f"no annotated frame of {pattern} lies within {tolerance} s of "
-                                f"a frame time in {truth_name}, inside the view ({skipped})")
-    return LocalizationItems(
-        images=np.stack(out["images"]).astype(np.float32), display=np.stack(out["display"]),
-        waveforms=data.to_preset_rate(np.stack(out["waves"]), preset),
-        gt=np.stack(out["gt"]), boxes=out["boxes"], distractor_boxes=out["distractor_boxes"],
-        video_ids=out["video_ids"], times=np.asarray(out["times"]), labels=out["labels"],
-        cases=out["cases"], skipped=skipped)
+    return items.items(pattern, tolerance)
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+
+
+def read_media_items(media_dir: str, preset: Preset, truth: Dict[str, lio.VideoTruth], *,
+                     view: str = "squeeze", gt: str = "box", max_items: Optional[int] = None,
+                     eval_size: int = lio.EVAL_SIZE,
+                     truth_name: str = "the box file") -> LocalizationItems:
+    """Items of a folder in the VGG-SS / Flickr-SoundNet test layout EZ-VSL reads:
+    media_dir/frames/<id>.jpg (the annotated frame) and media_dir/audio/<id>.wav (or
+    .flac, .mp3, ...), for every id of `truth` with both files. The 1 s of audio is
+    centred on the annotated frame's time, or on the middle of the audio when the truth
+    gives none (VGG-SS: the frame is the clip's middle one). Audio is resampled to 48 kHz
+    mono, then to the preset's rate like the records'.
+    """
+    import os  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+    from l3 import media  # noqa: PLC0415
+    frames_dir, audio_dir = os.path.join(media_dir, "frames"), os.path.join(media_dir, "audio")
+    for d in (frames_dir, audio_dir):
+        if not os.path.isdir(d):
+            raise errors.MissingInputError(f"{d} does not exist (expected {media_dir}/frames/<id>.jpg "
+                                           f"and {media_dir}/audio/<id>.wav)")
+    items = _Collector(preset, view, gt, eval_size, truth_name)
+    matched = 0
+    for vid in sorted(truth):
+        frame_path = os.path.join(frames_dir, vid + ".jpg")
+        audio_path = next((os.path.join(audio_dir, vid + s) for s in AUDIO_SUFFIXES
+                           if os.path.exists(os.path.join(audio_dir, vid + s))), None)
+        if not os.path.exists(frame_path) or audio_path is None:
+            items.skipped["records_without_truth"] += 1
+            continue
+        matched += 1
+        video = truth[vid]
+        with Image.open(frame_path) as im:
+            frame = np.asarray(im.convert("RGB"))
+        audio, start = media.decode_audio(audio_path, sample_rate=C.SAMPLE_RATE)
+        frame_truth = video.frames[0]
+        time = frame_truth.time if frame_truth.time is not None else start + len(audio) / C.SAMPLE_RATE / 2
+        items.add(tf.constant(frame), audio, start, time, frame_truth, video, vid, "")
+        if max_items is not None and len(items) >= max_items:
+            break
+    if not matched:
+        raise errors.UsageError(f"none of the {len(truth)} ids in {truth_name} has both "
+                                f"{frames_dir}/<id>.jpg and {audio_dir}/<id>.wav")
+    return items.items(media_dir, 0.0)
 
 
 def case_index(cases: Sequence[Tuple[str, ...]]) -> Dict[str, np.ndarray]:

@@ -56,22 +56,31 @@ def _cious(heat: np.ndarray, gt: np.ndarray, size: int) -> np.ndarray:
     return np.array([loc.ciou(loc.upsample(h, size), g) for h, g in zip(heat, gt)])
 
 
-def evaluate_localization(export_dir: str, data_pattern: str, boxes_path: str,
-                          output_dir: Optional[str] = None, *, method: str = "gradcam",
+def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_path: str,
+                          output_dir: Optional[str] = None, *, media_dir: Optional[str] = None,
+                          method: str = "gradcam",
                           frames_per_video: int = 1, view: str = "squeeze", gt: str = "box",
                           tolerance: float = 0.1, max_items: Optional[int] = None,
                           untrained: bool = True, seed: int = 0, batch_size: int = 32,
                           figure_items: int = 6, log=None) -> Dict:
-    """Localization rows for an export on annotated records (module docstring)."""
+    """Localization rows for an export on annotated records (module docstring), or on a
+    folder of frames/<id>.jpg and audio/<id>.wav (`media_dir`, EZ-VSL's test layout)
+    instead of records (`data_pattern` None)."""
     if method not in loc.METHODS:
         raise errors.UsageError(f"unknown method {method!r}; choose from {list(loc.METHODS)}")
     log = log or (lambda message: None)
     start = time.time()
     truth = lio.read_truth(boxes_path)
     preset = encoders.export_preset(export_dir)
-    items = ldata.read_items(data_pattern, preset, truth, frames_per_video=frames_per_video,
-                             view=view, gt=gt, tolerance=tolerance, max_items=max_items,
-                             truth_name=boxes_path)
+    if (data_pattern is None) == (media_dir is None):
+        raise errors.UsageError("give exactly one of data_pattern and media_dir")
+    if media_dir is not None:
+        items = ldata.read_media_items(media_dir, preset, truth, view=view, gt=gt,
+                                       max_items=max_items, truth_name=boxes_path)
+    else:
+        items = ldata.read_items(data_pattern, preset, truth, frames_per_video=frames_per_video,
+                                 view=view, gt=gt, tolerance=tolerance, max_items=max_items,
+                                 truth_name=boxes_path)
     trained = loc.Localizer(encoders.exported_avc_model(export_dir), batch_size)
     log(f"{len(items)} annotated frames of {len(set(items.video_ids))} videos "
         f"(skipped: {items.skipped}), preset {preset.name}, view {view}, gt {gt}")
@@ -95,7 +104,8 @@ def evaluate_localization(export_dir: str, data_pattern: str, boxes_path: str,
     order = [r for r in ("trained", f"trained_{other}", "trained_other_sound", "untrained",
                          "unconditioned", "center_prior") if r in cious]
     result: Dict = {
-        "export_dir": export_dir, "data_pattern": data_pattern, "boxes": boxes_path,
+        "export_dir": export_dir, "data_pattern": data_pattern, "media_dir": media_dir,
+        "boxes": boxes_path,
         "preset": preset.name, "method": method, "view": view, "gt": gt,
         "frames_per_video": frames_per_video, "num_items": len(items),
         "num_videos": len(set(items.video_ids)), "skipped": items.skipped, "seed": seed,

@@ -161,3 +161,45 @@ def test_demo_summary_has_the_issues_keys(stand_in, tmp_path):
                                                                       rows["chance"]["R@10"]))
     table = "\n".join(demo.beyond_paper_table(summary))
     assert "image->audio R@10" in table and "cIoU@0.5" in table
+
+
+def test_localize_a_vggss_style_folder(stand_in, tmp_path):
+    """frames/<id>.jpg + audio/<id>.wav and VGG-SS's annotation list, as EZ-VSL reads them."""
+    import wave
+    from PIL import Image
+    export_dir, _, _ = stand_in
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    annotations = []
+    for k, vid in enumerate(["aaa_000010", "bbb_000020", "ccc_000030"]):
+        img = (rng.random((120, 160, 3)) * 80).astype(np.uint8)
+        img[30:90, 40 + 20 * k:100 + 20 * k] = 250          # the bright thing
+        Image.fromarray(img).save(tmp_path / "frames" / f"{vid}.jpg")
+        samples = (3000 * np.sin(2 * np.pi * 440 * (k + 1) * np.arange(3 * 16000) / 16000)).astype("<i2")
+        with wave.open(str(tmp_path / "audio" / f"{vid}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes(samples.tobytes())
+        annotations.append({"file": vid, "class": "thing",
+                            "bbox": [[(40 + 20 * k) / 160, 30 / 120, (100 + 20 * k) / 160, 90 / 120]]})
+    annotations.append({"file": "not_downloaded", "class": "x", "bbox": [[0, 0, 1, 1]]})
+    (tmp_path / "vggss.json").write_text(json.dumps(annotations))
+    result = localization_run.evaluate_localization(
+        export_dir, None, str(tmp_path / "vggss.json"), str(tmp_path / "out"),
+        media_dir=str(tmp_path), figure_items=0)
+    assert result["num_items"] == 3 and result["skipped"]["records_without_truth"] == 1
+    assert [i["video_id"] for i in result["items"]] == ["aaa_000010", "bbb_000020", "ccc_000030"]
+    # Each item's truth is its own VGG-SS box over the whole (squeezed) frame.
+    from l3.eval import localization as loc
+    for item, ann in zip(result["items"], annotations):
+        want = loc.ciou(loc.center_prior(), localization_io.box_map(np.array(ann["bbox"])))
+        assert item["cIoU"]["center_prior"] == pytest.approx(want, abs=1e-4)
+    assert result["items"][0]["time"] == pytest.approx(1.5, abs=0.01)   # the audio's middle
+    with pytest.raises(errors.MissingInputError, match="frames/frames does not exist"):
+        localization_run.evaluate_localization(export_dir, None, str(tmp_path / "vggss.json"),
+                                               media_dir=str(tmp_path / "frames"))
+    for d in ("frames", "audio"):
+        (tmp_path / "other" / d).mkdir(parents=True)
+    with pytest.raises(errors.UsageError, match="none of the 4 ids .* has both"):
+        localization_run.evaluate_localization(export_dir, None, str(tmp_path / "vggss.json"),
+                                               media_dir=str(tmp_path / "other"))
