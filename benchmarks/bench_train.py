@@ -144,16 +144,16 @@ def step_throughput(preset, batch_size: int, *, mixed_precision: str = "none",
     step = trainer.make_train_function(lambda: batch)
     stop = tf.constant(0.0)
     t = time.perf_counter()
-    step(stop).numpy()  # trace and compile
+    step(stop)["cross_entropy"].numpy()  # trace and compile
     compile_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    step(stop).numpy()  # warm-up
+    step(stop)["cross_entropy"].numpy()  # warm-up
     estimate = time.perf_counter() - t
     steps = steps or max(3, int(min_seconds / max(estimate, 1e-3)))
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        step(stop).numpy()  # the training loop also syncs every step
+        step(stop)["cross_entropy"].numpy()  # the training loop also syncs every step
         times.append(time.perf_counter() - t)
     seconds = float(np.median(times))
     return {"batch_size": batch_size, "steps": steps, "seconds_per_step": seconds,
@@ -170,10 +170,10 @@ def loop_timing(preset, batch_size: int, steps_per_loop: Sequence[int], *, steps
         trainer, batch = _trainer_and_batch(preset, batch_size, mixed_precision, jit_compile)
         loop = trainer.make_loop_function(lambda: batch)
         stop, length = tf.constant(0.0), tf.constant(n, tf.int32)
-        loop(stop, length).numpy()  # trace, compile, warm up
+        loop(stop, length)["cross_entropy"].numpy()  # trace, compile, warm up
         wall, cpu = time.perf_counter(), time.thread_time()
         for _ in range(steps // n):
-            loop(stop, length).numpy()  # the training loop syncs once per loop
+            loop(stop, length)["cross_entropy"].numpy()  # the training loop syncs once per loop
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         rows.append({"steps_per_loop": n, "steps": steps, "seconds_per_step": wall / steps,
                      "host_cpu_seconds_per_step": cpu / steps})

@@ -1,4 +1,5 @@
-"""Shared test set-up: quiet TensorFlow, CPU only, fixed seeds."""
+"""Shared test set-up: quiet TensorFlow, CPU only, the CPU split into 4 logical devices,
+and the learnable shards shared by the training tests."""
 
 import os
 
@@ -7,6 +8,16 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 import pytest  # noqa: E402  (after the environment is set)
+
+from l3.train import devices  # noqa: E402
+
+# The multi-replica tests (tests/train/test_step_options.py, `cpu_replicas` runs)
+# train with MirroredStrategy over logical CPU devices (`l3.train.devices.split_cpu`,
+# what `l3-train --cpu_replicas` does). The split must come before TensorFlow runs
+# any op, so it is done here, before any test module is imported, whatever the
+# order the tests run in; single-device tests keep using /cpu:0.
+CPU_DEVICES = 4
+devices.split_cpu(CPU_DEVICES)
 
 
 @pytest.fixture(scope="session")

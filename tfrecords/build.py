@@ -16,7 +16,12 @@ summary.json from the shards finished so far; rerunning skips finished shards):
 
   l3-build-tfrecords --input=... --output_dir=... --num_shards=64 --shard_index=$SLURM_ARRAY_TASK_ID
 
-Exit status 0 when this process's shards hold at least one video, 1 otherwise.
+Two builders on one --output_dir (or a rerun while one still runs) split the shards:
+a shard another live builder is writing (its lock `.<shard>.lock` names the host and
+pid) is skipped with one line; the lock of a builder that died is taken over.
+
+Exit status 0 when this process's shards hold at least one video (or are being
+written by another builder), 1 otherwise.
 The logic lives in `l3_tfrecords.builder` (the `tfrecords/` folder); this file is flags only.
 Also runs as `python -m l3_tfrecords.build`.
 """
@@ -100,14 +105,17 @@ def main(argv):
         video_root=FLAGS.video_root, kinetics_path_pattern=FLAGS.kinetics_path_pattern,
         labels=labels)
     _print(result["summary"], result["this_run"])
-    return 0 if result["this_run"]["videos_written"] else 1
+    this_run = result["this_run"]
+    return 0 if this_run["videos_written"] or this_run["shards_held"] else 1
 
 
 def _print(summary: dict, this_run: dict = None) -> None:
     if this_run is not None:
+        held = (f", {this_run['shards_held']} being written by another builder"
+                if this_run.get("shards_held") else "")
         print(f"this process: {this_run['shards']} shards ({this_run['shards_built']} built, "
-              f"{this_run['shards_resumed']} already finished), {this_run['videos_written']} of "
-              f"{this_run['videos_seen']} videos written")
+              f"{this_run['shards_resumed']} already finished{held}), "
+              f"{this_run['videos_written']} of {this_run['videos_seen']} videos written")
     print(f"{FLAGS.output_dir}: {summary['videos_written']} of {summary['videos_seen']} videos "
           f"written in {summary['shards']} shards, {summary['audio_seconds']:.0f} s of audio, "
           f"{summary['frames']} frames, {summary['bytes'] / 1e6:.1f} MB"

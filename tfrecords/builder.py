@@ -11,6 +11,10 @@ shards whose union is byte-for-byte the single-machine build.
 
 Resume: a shard's sidecar marks it finished. A rerun skips finished shards
 (checking that they were built with the same settings) and redoes the rest.
+
+Concurrent builders on one output folder (two at once, or a rerun while the
+first still runs) split the shards: each shard is written by the builder
+that holds its lock (`claims`); the others skip it, saying who holds it.
 """
 
 import collections
@@ -25,7 +29,7 @@ from tqdm import tqdm
 from l3.core import errors
 from l3 import media
 
-from . import boxes, inputs, shards, workers
+from . import boxes, claims as claims_lib, inputs, shards, workers
 from .inputs import VideoItem
 
 log = logging.getLogger(__name__)
@@ -100,12 +104,13 @@ def build(items: Sequence[VideoItem], config: BuildConfig) -> dict:
       {"summary": the output_dir-wide summary (also in summary.json),
        "this_run": counts for the shards this process owns, including
        previously finished ones: shards, shards_built, shards_resumed,
+       shards_held (being written by another builder: skipped),
        videos_seen, videos_written}.
     """
     os.makedirs(os.path.join(config.output_dir, shards.STATS_DIR), exist_ok=True)
     plan = _plan(items, config)
     todo, own = [], {"shards": len(plan), "shards_built": 0, "shards_resumed": 0,
-                     "videos_seen": 0, "videos_written": 0}
+                     "shards_held": 0, "videos_seen": 0, "videos_written": 0}
     for split, index, name, videos in plan:
         sidecar = None if config.overwrite else shards.load_finished(config.output_dir, name)
         if sidecar is None:
@@ -118,55 +123,79 @@ def build(items: Sequence[VideoItem], config: BuildConfig) -> dict:
     if own["shards_resumed"]:
         log.info("%d of %d shards already finished; skipping them", own["shards_resumed"], len(plan))
 
-    stream = (item for _, _, _, videos in todo for item in videos)
-    results = workers.map_videos(stream, config.content_settings(), config.workers,
-                         timeout=config.video_timeout)
     total = sum(len(v) for *_, v in todo)
-    with tqdm(total=total, unit="video", disable=not config.progress, dynamic_ncols=True) as bar, \
-            contextlib.closing(results):
-        counts = {"written": 0, "skipped": 0}
-        for split, index, name, videos in todo:
-            writer = shards.ShardWriter(config.output_dir, split, index, name,
-                                        config.content_settings())
-            with _aborting(writer):
-                stats = _write_shard(writer, videos, results, bar, counts)
-            own["shards_built"] += 1
-            own["videos_seen"] += stats["videos_seen"]
-            own["videos_written"] += stats["videos_written"]
+    with tqdm(total=total, unit="video", disable=not config.progress, dynamic_ncols=True) as bar:
+        claims = claims_lib.Claims(
+            config.output_dir, overwrite=config.overwrite, own=own,
+            on_skip=lambda n: _shrink(bar, n),
+            check_settings=lambda sidecar, name: _check_settings(sidecar, config, name))
+        results = workers.map_videos(claims.videos(todo), config.content_settings(),
+                                     config.workers, timeout=config.video_timeout)
+        with contextlib.closing(results), contextlib.closing(claims):
+            _write_claimed(results, claims, config, own, bar)
+    if claims.held_by_others:
+        log.warning("%d shard(s) left to the builders writing them: %s",
+                    len(claims.held_by_others), ", ".join(claims.held_by_others))
     summary = shards.summarize(config.output_dir, config.num_shards)
     if config.boxes:
         own["boxes"] = boxes.write_boxes_sidecar(config.boxes, config.output_dir, items)
     return {"summary": summary, "this_run": own}
 
 
-@contextlib.contextmanager
-def _aborting(writer: shards.ShardWriter):
-    """Removes the shard's temp file if anything fails while it is written."""
-    try:
-        yield
-    except BaseException:
-        writer.abort()
-        raise
+def _shrink(bar, n: int) -> None:
+    bar.total -= n
+    bar.refresh()
 
 
-def _write_shard(writer, videos, results, bar, counts) -> dict:
-    """Adds the next len(videos) results to `writer` and finishes it; returns its stats.
+def _write_claimed(results, claims: claims_lib.Claims, config: BuildConfig, own: dict,
+                   bar) -> None:
+    """Writes each result into its claimed shard (`claims.queue`, in stream order) and
+    finishes every claimed shard once its videos are in, empty ones included."""
+    counts = {"written": 0, "skipped": 0}
+    for result in results:
+        while claims.queue[0].remaining == 0:  # shards without videos come in order too
+            _finish(claims, config, own)
+        claim = claims.queue[0]
+        if claim.writer is None:
+            claim.writer = shards.ShardWriter(config.output_dir, claim.split, claim.index,
+                                              claim.name, config.content_settings())
+        claim.writer.add(result)
+        claim.remaining -= 1
+        _report(result, bar, counts)
+        if claim.remaining == 0:
+            _finish(claims, config, own)
+    while claims.queue:  # the stream is exhausted: only shards without videos are left
+        _finish(claims, config, own)
+
+
+def _finish(claims: claims_lib.Claims, config: BuildConfig, own: dict) -> None:
+    """Finishes the first claimed shard (renames it, writes its sidecar), then releases it."""
+    claim = claims.queue[0]
+    if claim.writer is None:
+        claim.writer = shards.ShardWriter(config.output_dir, claim.split, claim.index,
+                                          claim.name, config.content_settings())
+    stats = claim.writer.finish()
+    claims.queue.popleft()
+    claims.release(claim.lock)
+    own["shards_built"] += 1
+    own["videos_seen"] += stats["videos_seen"]
+    own["videos_written"] += stats["videos_written"]
+
+
+def _report(result, bar, counts) -> None:
+    """Logs a skipped or warned video and advances the progress bar.
 
     counts: {"written", "skipped"} of this run so far (for the progress bar), updated.
     """
-    for _ in videos:
-        result = next(results)
-        writer.add(result)
-        if not result.ok:
-            counts["skipped"] += 1
-            log.warning("skipped %s: %s (%s)", result.item.path, result.reason, result.message)
-        else:
-            counts["written"] += 1
-            if result.warnings:
-                log.warning("%s: %s", result.item.path, "; ".join(result.warnings))
-        bar.set_postfix(written=counts["written"], skipped=counts["skipped"], refresh=False)
-        bar.update(1)
-    return writer.finish()
+    if not result.ok:
+        counts["skipped"] += 1
+        log.warning("skipped %s: %s (%s)", result.item.path, result.reason, result.message)
+    else:
+        counts["written"] += 1
+        if result.warnings:
+            log.warning("%s: %s", result.item.path, "; ".join(result.warnings))
+    bar.set_postfix(written=counts["written"], skipped=counts["skipped"], refresh=False)
+    bar.update(1)
 
 
 def build_from_input(input_path: str, config: BuildConfig, *, split: str = "train",

@@ -6,8 +6,10 @@ Layout of `output_dir`:
   _shard_stats/{shard}.json                     per-shard stats and skip list
   summary.json, skipped.jsonl, warnings.jsonl   re-aggregated from every sidecar
 
-A shard is written to a hidden temp file and renamed; its sidecar is written
-(atomically, `l3.core.fileio`) last and marks it finished.
+A shard is written to a hidden temp file (`l3.core.temps`: removed on SIGTERM or
+SIGINT, swept by a later run after a SIGKILL) and renamed; its sidecar is
+written (atomically, `l3.core.fileio`) last and marks it finished. While a
+builder writes a shard it holds the shard's lock (`claims`).
 """
 
 import collections
@@ -22,7 +24,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from l3.core import errors, fileio
+from l3.core import errors, fileio, temps
 from l3 import media
 
 from .workers import BUILDER_REASONS, VideoResult
@@ -71,9 +73,8 @@ class ShardWriter:
         self.records, self.tf_errors = records, tf.errors
         self.output_dir, self.split, self.index, self.name = output_dir, split, index, name
         self.sample_rate = int(settings["sample_rate"])
-        for stale in glob.glob(os.path.join(output_dir, f".{name}.tmp-*")):
-            os.remove(stale)  # left by a killed run
-        self.tmp = os.path.join(output_dir, f".{name}.tmp-{os.getpid()}")
+        _remove_legacy_temps(output_dir, name)
+        self.tmp = temps.new_name(shard_path(output_dir, name))
         self.writer = tf.io.TFRecordWriter(self.tmp)
         self.stats = {"shard": name, "split": split, "index": index,
                       "count": int(settings["num_shards"]), "settings": dict(settings),
@@ -117,7 +118,9 @@ class ShardWriter:
         self.stats["bytes"] = os.path.getsize(self.tmp)
         self.stats["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.stats["host"] = socket.gethostname()
+        self.stats["pid"] = os.getpid()
         os.replace(self.tmp, shard_path(self.output_dir, self.name))
+        temps.forget(self.tmp)
         fileio.write_json(stats_path(self.output_dir, self.name), self.stats, indent=1,
                           sort_keys=True)
         return self.stats
@@ -126,8 +129,7 @@ class ShardWriter:
         """Closes and removes the temp file (a failed write, or any error while building)."""
         with contextlib.suppress(Exception):
             self.writer.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.tmp)
+        temps.discard(self.tmp)
 
     def _failed(self, e: Exception) -> Exception:
         """Aborts; a full disk or permission error becomes a one-line `WriteError`."""
@@ -135,6 +137,16 @@ class ShardWriter:
         if errors.is_write_failure(e):
             return errors.write_error(shard_path(self.output_dir, self.name), e)
         return e
+
+
+def _remove_legacy_temps(output_dir: str, name: str) -> None:
+    """Removes `.{name}.tmp-<pid>` files of builders before `l3.core.temps` names (a killed
+    run's) whose pid is not running; the caller holds the shard's lock."""
+    for stale in glob.glob(os.path.join(output_dir, f".{name}.tmp-*")):
+        pid = stale.rsplit("-", 1)[1]
+        if pid.isdigit() and not temps.pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stale)
 
 
 def _text(name: str) -> str:

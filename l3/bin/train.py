@@ -5,8 +5,10 @@
 
 Resumes from the latest checkpoint in --model_dir. Multi-host runs and the
 tf.data service (--data_service_address): see launch/README.md. The logic lives in `l3.train`; this is only flags.
-Exit status: 0 done, 1 error, 3 non-finite loss, 143 stopped by SIGTERM
-(after saving a checkpoint; run the same command to resume).
+Rehearse a multi-GPU job on the CPU with --cpu_replicas (docs/rehearse.md).
+Exit status: 0 done, 1 error, 2 usage or input error (a bad flag, TF_CONFIG,
+another trainer holding --model_dir), 3 non-finite loss, 143 stopped by
+SIGTERM (after saving a checkpoint; run the same command to resume).
 """
 
 import dataclasses
@@ -50,6 +52,15 @@ flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(precision.MIXED_PR
 flags.DEFINE_bool("jit_compile", _D.jit_compile, "XLA-compile the forward/backward pass.")
 flags.DEFINE_bool("sync_batch_norm", _D.sync_batch_norm,
                   "Batch statistics over the global batch instead of per replica.")
+flags.DEFINE_integer("bn_group_size", _D.bn_group_size,
+                     "Batch-norm statistics in training over groups of this many pairs of a "
+                     "replica's batch ('ghost' batch norm; 0: the replica's whole batch). "
+                     "Default: the preset's (paper 16, the pairs one GPU's batch norm saw in "
+                     "the paper; small 0).")
+flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas,
+                     "Rehearse on the CPU: split it into this many logical devices and train "
+                     "on them as replicas (Mirrored; with launch/local_multiworker.py, this "
+                     "many replicas per worker). See docs/rehearse.md.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialisation and the input pipeline.")
 flags.DEFINE_bool("deterministic", _D.deterministic,
                   "Op determinism: a killed and resumed run ends with the same weights.")

@@ -8,7 +8,10 @@
 one line, `l3-export: error: --model_dir=runs/x does not exist`, and exit 2;
 a failed write (`l3.core.errors.WriteError`, which the writers raise for
 TensorFlow's errors too, or an OSError with a full-disk or permission errno) prints `l3-export: error: cannot write ...`
-and exits 1. Anything else is a bug and keeps its traceback.
+and exits 1. Anything else is a bug and keeps its traceback. SIGTERM, SIGINT
+and SIGHUP remove the run's temporary files before the process dies of them
+(`l3.core.temps`; a binary may install its own handler, as `l3-train` does for
+SIGTERM).
 
 The `check_*` helpers validate a flag's value before the job starts and name
 the flag in their message.
@@ -21,7 +24,7 @@ from typing import Callable, List, Optional
 
 from absl import app, flags
 
-from l3.core import errors
+from l3.core import errors, temps
 
 FLAGS = flags.FLAGS
 USAGE_EXIT = 2
@@ -57,6 +60,7 @@ def run(main: Callable, prog: str) -> None:
     wrapper = sys.modules.get("__main__")
     if wrapper is not None and not wrapper.__doc__:
         wrapper.__doc__ = sys.modules[main.__module__].__doc__
+    temps.install_signal_cleanup(prog)
     app.run(guarded, flags_parser=parse)
 
 

@@ -6,7 +6,9 @@ name (`os.replace` is atomic on POSIX within one filesystem). A crash, a kill
 or a full disk therefore leaves either the old file or the new one, never a
 truncated one; on any error the temporary file is removed and the error
 propagates (a full disk or a permission error as `l3.core.errors.WriteError`,
-an OSError, naming the final path).
+an OSError, naming the final path). The temporary name is `l3.core.temps`'s
+(`.<name>.tmp.l3-<host>-<pid>-<hex>`): a SIGTERM or SIGINT removes it, and a
+later write into the same folder removes those a SIGKILLed run left.
 
     with atomic_write("out/result.json", "w") as f:
         f.write("...")
@@ -17,12 +19,11 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from typing import IO, Iterable, Iterator
 
 import numpy as np
 
-from l3.core import errors
+from l3.core import errors, temps
 
 
 @contextlib.contextmanager
@@ -31,7 +32,7 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
 
     Creates the parent directory if needed. `mode` is "w" (text) or "wb". The file
     gets the permissions `open(path, "w")` would give it (0666 less the umask), not
-    mkstemp's owner-only 0600, so that others can read a shared output folder.
+    the temporary's owner-only 0600, so that others can read a shared output folder.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -39,7 +40,7 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        fd, tmp = temps.new_file(path)
     except OSError as e:
         if errors.is_write_failure(e):
             raise errors.write_error(path, e) from e
@@ -51,13 +52,42 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterato
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        temps.forget(tmp)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        temps.discard(tmp)
         if isinstance(e, OSError) and not isinstance(e, errors.WriteError) \
                 and errors.is_write_failure(e):
             raise errors.write_error(path, e) from e
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A path to write `path` through, for writers that open the file themselves (Keras
+    `.save`, `tf.io.TFRecordWriter`, which also want the final name's extension).
+
+    Yields `<temporary folder beside path>/<path's base name>`; when the block ends
+    normally the file there is renamed to `path` (atomic), and the folder is removed
+    in any case. A failed write with a machine-side cause (full disk, permissions;
+    OSError or TensorFlow's equivalents) becomes a `WriteError` naming `path`.
+    """
+    path = os.fspath(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        folder = temps.new_dir(path)
+    except OSError as e:
+        if errors.is_write_failure(e):
+            raise errors.write_error(path, e) from e
+        raise
+    try:
+        yield os.path.join(folder, os.path.basename(path))
+        os.replace(os.path.join(folder, os.path.basename(path)), path)
+    except BaseException as e:
+        if errors.is_write_failure(e) and not isinstance(e, errors.WriteError):
+            raise errors.write_error(path, e) from e
+        raise
+    finally:
+        temps.discard(folder)
 
 
 def _umask() -> int:

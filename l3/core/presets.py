@@ -60,6 +60,12 @@ class Preset:
     # short, fast-moving runs otherwise evaluate with statistics that lag the
     # weights (held-out AVC accuracy ~10 points below the training accuracy).
     bn_momentum: float = 0.99
+    # Batch-norm statistics in training over groups of this many pairs of a
+    # replica's batch ("ghost" batch norm; None: the replica's whole batch).
+    # `paper`: 16, the pairs one GPU's batch norm saw in the paper's 16-GPU
+    # set-up (16 x 16 = 256), so that any replica count reproduces those
+    # statistics (WORKSPACE_NOTES.md, "Batch-norm groups"). `small`: None.
+    bn_group_size: Optional[int] = None
     clip_seconds: float = C.CLIP_SECONDS
     log_offset: float = C.LOG_OFFSET
     # Front end (issue 15; not from the paper unless "linear").
@@ -167,6 +173,7 @@ PAPER = Preset(
     global_batch_size=C.GLOBAL_BATCH,
     learning_rate=C.LEARNING_RATE,
     weight_decay=C.WEIGHT_DECAY,
+    bn_group_size=C.PER_REPLICA_BATCH,
 )
 
 SMALL = Preset(

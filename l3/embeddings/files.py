@@ -166,9 +166,9 @@ def decode(path: str, kind: str, *, sample_rate: int, fps: float, side: int,
 
 
 def _center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return frame[top:top + size, left:left + size]
+    """uint8 [h, w, 3] -> [size, size, 3]: `l3.ops.image.center_crop`, kept as numpy uint8."""
+    from l3.ops import image as image_lib  # TensorFlow: imported with the first video, not with l3
+    return np.asarray(image_lib.center_crop(frame, size))
 
 
 @dataclasses.dataclass

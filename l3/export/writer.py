@@ -27,27 +27,25 @@ Paper preset: N = 48000 (1 s at 48 kHz), S = 224, D = 512, P_audio = 6144,
 P_vision = 8192. SavedModels load with plain `tf.saved_model.load` in a
 process that never imports l3 (the spectrogram is traced into the graph).
 
-`ExportedModel` is the loader the transfer, embedding and analysis tools use.
+Reading an export back is `l3.export.reader` (`ExportedModel`,
+`read_export_info`); P(corresponds) from a model, checkpoint or export is
+`l3.export.predictors`. Those reader names are also importable from this
+module (the old path, for one release).
 """
 
-import json
 import os
-import shutil
-import tempfile
 from typing import Dict, Optional, Sequence
 
-import numpy as np
 import keras
 import tensorflow as tf
 
-from l3.core import errors, fileio
+from l3.core import errors, fileio, temps
+from l3.export.reader import (AUDIO_ENCODER, AVC, EXPORT_JSON, VISION_ENCODER,  # noqa: F401
+                              ExportedModel, read_export_info)
 from l3.model import network as model_lib
 from l3.core.presets import Preset
+from l3.train import run_dir
 
-AUDIO_ENCODER = "audio_encoder"
-VISION_ENCODER = "vision_encoder"
-AVC = "avc"
-EXPORT_JSON = "export.json"
 FORMATS = ("savedmodel", "keras", "onnx", "litert")
 DEFAULT_FORMATS = ("savedmodel", "keras")
 # The front end's precision in each format (see the module docstring).
@@ -87,7 +85,7 @@ def portable_models(avc_model: keras.Model, preset: Preset, *, precision: str) -
     image = keras.Input((preset.image_size, preset.image_size, 3), name="image")
     waveform = keras.Input((preset.clip_samples,), name="waveform")
     logits = nets["fusion"]([vision_enc(image)["embedding"], audio_enc(waveform)["embedding"]])
-    probability = keras.layers.Softmax(name="softmax")(logits)[:, 1]
+    probability = model_lib.correspondence_probability(logits)
     avc = keras.Model([image, waveform], {"correspondence": probability}, name="avc_export")
     return {AUDIO_ENCODER: audio_enc, VISION_ENCODER: vision_enc, AVC: avc}
 
@@ -151,14 +149,13 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
         return {"embedding": out["embedding"], "conv4_2_pooled": out["conv4_2_pooled"]}
 
     def avc_fn(image, waveform):
-        logits = avc_model({"image": image, "waveform": waveform}, training=False)
-        return {"correspondence": tf.nn.softmax(logits, axis=-1)[:, 1]}
+        return {"correspondence": model_lib.correspondence(avc_model, image, waveform)}
 
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    try:
-        tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=parent)
+    try:  # a tagged, registered name: a signal removes it, a later run sweeps a killed one's
+        tmp = temps.new_dir(output_dir)
     except OSError as e:
         raise (errors.write_error(output_dir, e) if errors.is_write_failure(e) else e) from None
     try:
@@ -194,85 +191,36 @@ def export_model(avc_model: keras.Model, preset: Preset, output_dir: str, *,
             "artifacts": _artifacts(tmp, formats),
         }
         fileio.write_json(os.path.join(tmp, EXPORT_JSON), info)
-        if os.path.exists(output_dir):
-            old = output_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(output_dir, old)
-            os.rename(tmp, output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, output_dir)
+        _swap_into_place(tmp, output_dir)
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temps.discard(tmp)
         if errors.is_write_failure(e) and not isinstance(e, errors.WriteError):
             raise errors.write_error(output_dir, e) from None
         raise
     return info
 
 
-def read_export_info(export_dir: str) -> Dict:
-    """export.json of an export directory (raises FileNotFoundError with a hint)."""
-    path = os.path.join(export_dir, EXPORT_JSON)
-    if not os.path.exists(path):
-        raise errors.MissingInputError(f"{path} not found: is {export_dir} an l3-export output "
-                                       "directory?")
-    with open(path) as f:
-        return json.load(f)
+def _swap_into_place(tmp: str, output_dir: str) -> None:
+    """Renames the finished folder `tmp` to `output_dir`, replacing an existing export.
 
-
-class ExportedModel:
-    """Loads an export directory lazily and runs its encoders in batches on numpy input.
-
-    Attributes: `info` (export.json), `sample_rate`, `clip_samples`, `image_size`.
+    The two renames happen with SIGTERM/SIGINT held back, so a signal never
+    leaves the old export moved aside and the new one not yet in place.
     """
-
-    def __init__(self, export_dir: str):
-        self.export_dir = export_dir
-        self.info = read_export_info(export_dir)
-        self.sample_rate = int(self.info["sample_rate"])
-        self.clip_samples = int(self.info["clip_samples"])
-        self.image_size = int(self.info["image_size"])
-        self._loaded = {}
-
-    def signature(self, name: str):
-        """The `serving_default` concrete function of `audio_encoder`, `vision_encoder` or `avc`."""
-        if name not in self._loaded:
-            self._loaded[name] = tf.saved_model.load(os.path.join(self.export_dir, name))
-        return self._loaded[name].signatures["serving_default"]
-
-    def _batched(self, name: str, batch_size: int, **inputs) -> Dict[str, np.ndarray]:
-        fn = self.signature(name)
-        n = len(next(iter(inputs.values())))
-        outputs = {}
-        for start in range(0, n, batch_size):
-            chunk = {k: tf.constant(v[start:start + batch_size], tf.float32) for k, v in inputs.items()}
-            for key, value in fn(**chunk).items():
-                outputs.setdefault(key, []).append(value.numpy())
-        if not outputs:  # no input rows: empty arrays of the right width
-            spec = fn.structured_outputs
-            return {k: np.zeros((0,) + tuple(v.shape[1:]), np.float32) for k, v in spec.items()}
-        return {k: np.concatenate(v) for k, v in outputs.items()}
-
-    def embed_audio(self, waveforms: np.ndarray, batch_size: int = 64) -> Dict[str, np.ndarray]:
-        """float32 [n, clip_samples] at `sample_rate` -> {"embedding": [n, D], "conv4_2_pooled": [n, P]}."""
-        waveforms = np.asarray(waveforms, np.float32)
-        if waveforms.ndim != 2 or waveforms.shape[1] != self.clip_samples:
-            raise ValueError(f"expected waveforms [n, {self.clip_samples}], got {waveforms.shape}")
-        return self._batched(AUDIO_ENCODER, batch_size, waveform=waveforms)
-
-    def embed_images(self, images: np.ndarray, batch_size: int = 64) -> Dict[str, np.ndarray]:
-        """float32 [n, S, S, 3] in [0, 1] -> {"embedding": [n, D], "conv4_2_pooled": [n, P]}."""
-        images = np.asarray(images, np.float32)
-        want = (self.image_size, self.image_size, 3)
-        if images.ndim != 4 or images.shape[1:] != want:
-            raise ValueError(f"expected images [n, {want}], got {images.shape}")
-        return self._batched(VISION_ENCODER, batch_size, image=images)
-
-    def correspondence(self, images: np.ndarray, waveforms: np.ndarray,
-                       batch_size: int = 64) -> np.ndarray:
-        """Probability that each (image, waveform) pair corresponds: [n]."""
-        return self._batched(AVC, batch_size, image=np.asarray(images, np.float32),
-                             waveform=np.asarray(waveforms, np.float32))["correspondence"]
+    with temps.deferred_signals():
+        if os.path.exists(output_dir):
+            old = temps.new_name(output_dir, "dir")
+            os.rename(output_dir, old)
+            try:
+                os.rename(tmp, output_dir)
+            except BaseException:
+                os.rename(old, output_dir)  # the previous export stays
+                temps.forget(old)
+                raise
+            temps.forget(tmp)
+            temps.discard(old)
+        else:
+            os.rename(tmp, output_dir)
+            temps.forget(tmp)
 
 
 def export_checkpoint(model_dir: str, output_dir: str, *, preset: Optional[Preset] = None,
@@ -285,13 +233,6 @@ def export_checkpoint(model_dir: str, output_dir: str, *, preset: Optional[Prese
         unless `checkpoint` names one. The preset (with its front end) is
         read from the run's `train_config.json` unless given.
     """
-    from l3.core import presets as presets_lib  # local: keeps export.py importable alone
-    from l3.train import run_dir
-    name = run_dir.preset_name(model_dir, preset.key if preset is not None else None)
-    preset = preset or presets_lib.get_preset(name)
-    checkpoint = run_dir.checkpoint_path(model_dir, checkpoint)
-    avc_model = model_lib.build_avc_model(preset)
-    step = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(model=avc_model, step=step).restore(checkpoint).expect_partial()
-    return export_model(avc_model, preset, output_dir, step=int(step.numpy()), source=checkpoint,
-                        formats=formats)
+    restored = run_dir.restore_model(model_dir, preset=preset, checkpoint=checkpoint)
+    return export_model(restored.model, restored.preset, output_dir, step=restored.step,
+                        source=restored.checkpoint, formats=formats)

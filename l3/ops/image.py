@@ -43,11 +43,25 @@ def random_crop(image, size: int, seed):
     return tf.image.stateless_random_crop(image, [size, size, 3], seed)
 
 
+def center_offsets(height, width, size: int):
+    """(top, left) of the central size x size window of a height x width image.
+
+    ((height - size) // 2, (width - size) // 2): an odd slack leaves the extra
+    row / column at the bottom / right. Python ints or int tensors (for
+    `tf.io.decode_and_crop_jpeg`'s window, which decodes only the crop).
+    """
+    return (height - size) // 2, (width - size) // 2
+
+
 def center_crop(image, size: int):
-    """The central size x size window: [h, w, 3] -> [size, size, 3]."""
+    """The central size x size window (`center_offsets`): [h, w, c] -> [size, size, c].
+
+    The one centre crop of the project: evaluation views (`eval_image`), the
+    embedding tool's video frames, the ImageNet probe's validation view.
+    Any dtype; numpy or tensor input; eager and inside tf.data.
+    """
     shape = tf.shape(image)
-    top = (shape[0] - size) // 2
-    left = (shape[1] - size) // 2
+    top, left = center_offsets(shape[0], shape[1], size)
     return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 

@@ -239,7 +239,7 @@ class PairSampler:
             corner = tf.random.stateless_uniform([2], seeds[0], 0, tf.int32.max, tf.int32)
             top, left = corner[0] % (shape[0] - size + 1), corner[1] % (shape[1] - size + 1)
         else:
-            top, left = (shape[0] - size) // 2, (shape[1] - size) // 2  # as center_crop
+            top, left = image_lib.center_offsets(shape[0], shape[1], size)  # as center_crop
         image = tf.io.decode_and_crop_jpeg(jpeg, tf.stack([top, left, size, size]), channels=3)
         if self.training:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])

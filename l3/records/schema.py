@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3.core import constants as C
+from l3.records import shard_reader
 
 VIDEO_ID = "video_id"
 LABEL = "label"
@@ -109,9 +110,13 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     return parsed
 
 
-def read_examples(paths: Sequence[str], limit: Optional[int] = None):
-    """Yields parsed records (numpy values) from TFRecord files; for tools and tests."""
-    ds = tf.data.TFRecordDataset(list(paths)).map(parse_example)
+def read_examples(paths: Sequence[str], limit: Optional[int] = None, on_damage: str = "stop"):
+    """Yields parsed records (numpy values) from TFRecord files; for tools and tests.
+
+    Shards are read by `l3.records.shard_reader.read_shards` (`on_damage`:
+    "stop" raises at a damaged record, "skip" warns and skips the shard's rest).
+    """
+    ds = shard_reader.read_shards(list(paths), on_damage).map(parse_example)
     if limit is not None:
         ds = ds.take(limit)
     for record in ds.as_numpy_iterator():

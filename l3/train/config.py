@@ -52,6 +52,13 @@ class TrainConfig:
       steps_per_loop: steps per `tf.function` call (`Trainer.make_loop_function`);
         logging, summaries, evaluation, checkpoints and the SIGTERM and NaN
         checks happen between loops. None: `l3.train.GPU_STEPS_PER_LOOP` with GPUs, else 1.
+      bn_group_size: batch-norm statistics in training over groups of this
+        many pairs of a replica's batch ("ghost" batch norm); 0: the replica's
+        whole batch. Default: the preset's (paper 16, the pairs of one GPU in
+        the paper; small: the whole batch); 0 with `sync_batch_norm`.
+      cpu_replicas: train on this many logical CPU devices (`l3.train.devices`):
+        Mirrored over them, or this many replicas per worker in a multi-worker
+        job; a rehearsal of a multi-GPU job on a CPU (docs/rehearse.md).
       on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
         or "stop" (at once, naming the shard and byte offset); `l3.records.shard_reader`.
         Default: skip, but stop with `deterministic` (see `pairs.PipelineOptions`);
@@ -87,6 +94,8 @@ class TrainConfig:
     data_service_address: Optional[str] = None
     data_service_timeout_s: float = 30.0
     on_damaged_shard: Optional[str] = None
+    bn_group_size: Optional[int] = None
+    cpu_replicas: Optional[int] = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in and `train_steps` computed.
@@ -98,19 +107,30 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, "
                              f"got {self.mixed_precision!r}")
-        for name in ("steps_per_loop", "pairs_per_video"):
+        for name in ("steps_per_loop", "pairs_per_video", "cpu_replicas"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.data_service_address:
             data_service.parse_address(self.data_service_address)
+        if (self.cpu_replicas or 1) > 1 and self.strategy == "one_device":
+            raise ValueError(f"cpu_replicas={self.cpu_replicas} needs --strategy=auto, mirrored "
+                             "or multi_worker, not one_device")
+        group = self.bn_group_size
+        if group is not None and group < 0:
+            raise ValueError(f"bn_group_size must be >= 0, got {group}")
+        if self.sync_batch_norm and group:
+            raise ValueError(f"sync_batch_norm (statistics of the global batch) and "
+                             f"bn_group_size={group} (groups within a replica) exclude each other")
+        if group is None:
+            group = 0 if self.sync_batch_norm else (preset.bn_group_size or 0)
         batch = self.global_batch_size or preset.global_batch_size
         steps = self.train_steps
         if steps is None:
             pairs = self.train_pairs or DEFAULT_TRAIN_PAIRS.get(preset.name, C.TRAIN_PAIRS)
             steps = math.ceil(pairs / batch)
         return dataclasses.replace(
-            self, global_batch_size=batch, train_steps=int(steps),
+            self, global_batch_size=batch, train_steps=int(steps), bn_group_size=group,
             learning_rate=preset.learning_rate if self.learning_rate is None else self.learning_rate,
             weight_decay=preset.weight_decay if self.weight_decay is None else self.weight_decay)
 

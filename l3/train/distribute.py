@@ -23,11 +23,13 @@ each worker's input position).
 
 import contextlib
 import os
-import shutil
 import tempfile
-from typing import Callable
+from typing import Callable, Optional
 
 import tensorflow as tf
+
+from l3.core import temps
+from l3.train import devices
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 CHECKPOINT_PREFIX = "ckpt"          # model_dir/ckpt-<step>
@@ -65,15 +67,26 @@ def _cluster_tasks(resolver) -> int:
     return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
 
 
-def make_strategy(name: str = "auto", cluster: str = "auto") -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", cluster: str = "auto",
+                  cpu_replicas: Optional[int] = None) -> tf.distribute.Strategy:
     """Creates the strategy `name` (one of STRATEGIES); see the module docstring.
 
     Call it before any other TensorFlow op runs: MultiWorkerMirroredStrategy
-    must configure collective ops first.
+    must configure collective ops first. `cpu_replicas=n` trains on n logical
+    CPU devices instead of the GPUs (`l3.train.devices`): Mirrored over them,
+    or n replicas per worker in a multi-worker cluster.
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
     resolver = cluster_resolver(cluster) if name in ("auto", "multi_worker") else None
+    if cpu_replicas:
+        if name == "one_device" and cpu_replicas > 1:
+            raise ValueError(f"cpu_replicas={cpu_replicas} needs strategy auto, mirrored or "
+                             "multi_worker, not one_device")
+        multi = name == "multi_worker" or (resolver is not None and _cluster_tasks(resolver) > 1)
+        if multi:
+            resolver = resolver or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        return devices.strategy_over_cpus(cpu_replicas, resolver if multi else None)
     gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         if resolver is not None and _cluster_tasks(resolver) > 1:
@@ -139,11 +152,13 @@ def chief_or_temporary_dir(directory: str, strategy):
     if is_chief(strategy):
         yield directory
         return
-    tmp = tempfile.mkdtemp(prefix=f"l3-worker{worker_index(strategy)}-")
+    # A registered temporary (l3.core.temps): removed on SIGTERM/SIGINT, and a SIGKILLed
+    # worker's is swept by the next save in the same TMPDIR.
+    tmp = temps.new_dir(f"l3-worker{worker_index(strategy)}", folder=tempfile.gettempdir())
     try:
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        temps.discard(tmp)
 
 
 def input_context(strategy) -> tf.distribute.InputContext:

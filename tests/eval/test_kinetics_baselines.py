@@ -84,6 +84,37 @@ def test_hold_out_validation_by_video_id(tmp_path):
     assert [r["video_id"] for r in records.read_examples(val2)] == held
 
 
+def test_baseline_reads_go_through_the_damaged_shard_policy(toy, tmp_path, capfd):
+    """A training shard cut inside its last record: "skip" keeps the records before the
+    damage and names the shard (class names, held-out split, classifier data, read_examples);
+    "stop" raises DataLossError. Raw TFRecordDataset reads would raise in every case."""
+    _, train, _ = toy
+    damaged = str(tmp_path / os.path.basename(train[0]))
+    with open(train[0], "rb") as f:
+        data = f.read()
+    with open(damaged, "wb") as f:
+        f.write(data[:-10])  # the last record loses its tail
+    files = [damaged] + list(train[1:])
+    every = [r["video_id"] for r in records.read_examples(train)]
+    kept = [r["video_id"] for r in records.read_examples(files, on_damage="skip")]
+    first = [r["video_id"] for r in records.read_examples(train[:1])]
+    assert kept == [v for v in every if v != first[-1]]
+    assert f"WARNING: damaged shard {damaged} at byte" in capfd.readouterr().err
+    assert supervised.read_class_names(files, "skip") == sorted(LABELS)
+    _, threshold, how = kb.hold_out_validation(files, str(tmp_path / "work"), 0.25, "skip")
+    assert f"of {len(kept)} training videos" in how
+    ds = supervised.classification_dataset(files, SMALL, sorted(LABELS), modality="audio",
+                                           training=False, batch_size=16, on_damage="skip")
+    assert sum(int(y.shape[0]) for _, y in ds) == len(kept)
+    for read in (lambda: list(records.read_examples(files)),
+                 lambda: supervised.read_class_names(files, "stop"),
+                 lambda: list(supervised.classification_dataset(
+                     files, SMALL, sorted(LABELS), modality="audio", training=False,
+                     batch_size=16, on_damage="stop"))):
+        with pytest.raises(tf.errors.DataLossError):
+            read()
+
+
 @pytest.mark.parametrize("modality", ["vision", "audio"])
 def test_classification_dataset_shapes_and_fixed_eval(toy, modality):
     _, train, test = toy
@@ -265,7 +296,7 @@ def test_supervised_weight_decay_is_half_wd_sum_of_squares():
     m = supervised.build_classifier(SMALL, "audio", 4)
     ws = model.weight_decay_variables(m)
     want = 0.5 * wd * sum(float(np.sum(np.square(v.numpy(), dtype=np.float64))) for v in ws)
-    np.testing.assert_allclose(float(supervised.weight_decay_loss(ws, wd)), want, rtol=1e-5)
+    np.testing.assert_allclose(float(model.l2_penalty(m, wd)), want, rtol=1e-5)
 
 
 def test_fusion_weight_decay_is_half_wd_sum_of_squares():

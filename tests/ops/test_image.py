@@ -69,6 +69,32 @@ def test_eval_image_is_deterministic_centre_crop():
     np.testing.assert_array_equal(next(iter(ds)).numpy(), out)
 
 
+def _coordinates(h, w):
+    """uint8 [h, w, 3] whose pixel (r, c) is (r, c, 7): a crop shows where it was taken."""
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.stack([rows, cols, np.full_like(rows, 7)], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("h,w,size,top,left", [(256, 320, 224, 16, 48), (81, 64, 64, 8, 0),
+                                               (72, 75, 64, 4, 5), (64, 64, 64, 0, 0)])
+def test_center_crop_takes_the_hand_computed_window_eager_and_in_tf_data(h, w, size, top, left):
+    # Hand-computed (h - size) // 2, (w - size) // 2: an odd slack (81 - 64 = 17, 75 - 64 = 11)
+    # leaves the extra row / column at the bottom / right.
+    assert image.center_offsets(h, w, size) == (top, left)
+    t, l_ = image.center_offsets(tf.constant(h), tf.constant(w), size)
+    assert (int(t), int(l_)) == (top, left)
+    frame = _coordinates(h, w)
+    want = frame[top:top + size, left:left + size]
+    eager = np.asarray(image.center_crop(frame, size))
+    np.testing.assert_array_equal(eager, want)
+    in_data = next(iter(tf.data.Dataset.from_tensors(frame).map(lambda f: image.center_crop(f, size))))
+    np.testing.assert_array_equal(in_data.numpy(), want)
+    # Float input, unknown shape inside a tf.function: the same window.
+    fn = tf.function(lambda f: image.center_crop(f, size),
+                     input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    np.testing.assert_array_equal(fn(frame.astype(np.float32)).numpy(), want.astype(np.float32))
+
+
 # --- the device half of the training augmentation (uint8 frames to the device) ------
 
 def _reference_jitter(image, delta, factor):

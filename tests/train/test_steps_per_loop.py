@@ -49,12 +49,16 @@ def test_loop_function_runs_n_steps_in_one_call():
              tf.constant(0.1 * rng.normal(size=(4, SMALL.clip_samples)), tf.float32),
              tf.constant([0, 1, 0, 1], tf.int32))
     loop = trainer.make_loop_function(lambda: batch)
-    rows = loop(tf.constant(0.0), tf.constant(3, tf.int32)).numpy()
-    assert rows.shape == (3, 5) and int(trainer.optimizer.iterations.numpy()) == 3
-    rows = loop(tf.constant(1.0), tf.constant(2, tf.int32)).numpy()  # same trace, other length
-    assert rows.shape == (2, 5) and int(trainer.optimizer.iterations.numpy()) == 5
-    assert np.all(rows[:, 3] == 1.0)  # the stop request travels with every step of the loop
-    assert rows[0, 0] != rows[1, 0]   # two different steps (the weights moved in between)
+    out = loop(tf.constant(0.0), tf.constant(3, tf.int32))
+    assert set(out) == set(train.STEP_OUTPUTS)
+    rows = train.StepOutputs.rows(out)
+    assert len(rows) == 3 and int(trainer.optimizer.iterations.numpy()) == 3
+    assert all(r.stop_requests == 0.0 and r.nonfinite == 0.0 for r in rows)
+    rows = train.StepOutputs.rows(loop(tf.constant(1.0), tf.constant(2, tf.int32)))  # same trace
+    assert len(rows) == 2 and int(trainer.optimizer.iterations.numpy()) == 5
+    assert all(r.stop_requests == 1.0 for r in rows)  # the stop request travels with every step
+    assert rows[0].cross_entropy != rows[1].cross_entropy  # two steps (the weights moved)
+    assert 0 <= rows[0].correct <= 4 and rows[0].l2 > 0
 
 
 def _run(shards, model_dir, steps_per_loop, monkeypatch):

@@ -2,10 +2,11 @@
 
 In-process: real steps of the small preset (loss falls), the L2 factor, the
 NaN stop, SIGTERM, resume, AVC evaluation of a checkpoint and of a
-SavedModel. In subprocesses, as users run them: two
-MultiWorkerMirroredStrategy workers started by launch/local_multiworker.py
-(one of them preempted by SIGTERM), and a run killed with -9 and resumed, whose final weights equal an
-uninterrupted run's in deterministic mode.
+SavedModel. In subprocesses, as users run them: a two-worker job of 2 CPU
+replicas each started by launch/local_multiworker.py (one worker killed -9,
+the job relaunched, then the launcher preempted by SIGTERM), a clean
+two-worker run, and a run killed with -9 and resumed, whose final weights
+equal an uninterrupted run's in deterministic mode.
 """
 
 import glob
@@ -67,6 +68,18 @@ def test_config_defaults_follow_the_preset():
                              train_pairs=10**9).resolved().train_steps == 7
     with pytest.raises(ValueError, match="mixed_precision"):
         train.TrainConfig(train_pattern="x", model_dir="m", mixed_precision="fp8").resolved()
+    # Batch-norm groups: the preset's (paper 16, small the replica's batch), none with sync BN.
+    assert paper.bn_group_size == 16 and small.bn_group_size == 0
+    assert train.TrainConfig(train_pattern="x", model_dir="m",
+                             sync_batch_norm=True).resolved().bn_group_size == 0
+    assert train.TrainConfig(train_pattern="x", model_dir="m", preset="small",
+                             bn_group_size=8).resolved().bn_group_size == 8
+    with pytest.raises(ValueError, match="exclude each other"):
+        train.TrainConfig(train_pattern="x", model_dir="m", sync_batch_norm=True,
+                          bn_group_size=16).resolved()
+    with pytest.raises(ValueError, match="cpu_replicas=2 needs"):
+        train.TrainConfig(train_pattern="x", model_dir="m", cpu_replicas=2,
+                          strategy="one_device").resolved()
 
 
 def test_device_inputs_finish_uint8_frames_on_the_device():
@@ -113,12 +126,28 @@ def test_trainer_l2_term_and_fitting_one_batch():
     want_l2 = 0.5 * 1e-2 * sum(float(np.sum(v.numpy() ** 2))
                                for v in model_lib.weight_decay_variables(trainer.model))
     step = trainer.make_train_function(lambda: batch)
-    totals = [step(tf.constant(0.0)).numpy() for _ in range(25)]
-    np.testing.assert_allclose(totals[0][1], want_l2, rtol=1e-4)
-    assert totals[0][3] == 0.0 and totals[-1][4] == 0.0  # no stop request; all finite
-    first, last = totals[0][0], np.mean([t[0] for t in totals[-3:]])
+    outs = [train.StepOutputs.from_tensors(step(tf.constant(0.0))) for _ in range(25)]
+    np.testing.assert_allclose(outs[0].l2, want_l2, rtol=1e-4)
+    assert outs[0].stop_requests == 0.0 and outs[-1].nonfinite == 0.0  # no stop; all finite
+    first, last = outs[0].cross_entropy, np.mean([o.cross_entropy for o in outs[-3:]])
     assert last < 0.5 * first and last < 0.3, (first, last)
-    assert totals[-1][2] == 8.0  # all 8 pairs right
+    assert outs[-1].correct == 8.0  # all 8 pairs right
+
+
+@pytest.mark.slow  # ~40 s; fast form: test_step_options.py::test_every_option_at_once_on_four_replicas
+def test_every_gpu_option_at_once_on_four_cpu_replicas(shards, tmp_path):
+    """Issue 21 item 3: `l3-train --cpu_replicas=4 --mixed_precision=bf16 --jit_compile
+    --sync_batch_norm --steps_per_loop=4` trains and finishes (the same flags through
+    `train`). (The CPU is split into 4 devices for the session by tests/train/conftest.py,
+    as the flag does in a fresh process; resuming several replicas per worker:
+    test_two_worker_job_killed_preempted_and_resumed.)"""
+    options = dict(cpu_replicas=4, strategy="auto", mixed_precision="bf16", jit_compile=True,
+                   sync_batch_norm=True, steps_per_loop=4, checkpoint_every=4, log_every=4)
+    first = train.train(_config(shards, tmp_path, train_steps=4, **options))
+    assert (first["step"], first["num_replicas"], first["stopped"]) == (4, 4, "completed")
+    assert np.isfinite(first["loss"]) and first["checkpoint"] == str(tmp_path / "ckpt-4")
+    recorded = json.loads((tmp_path / "train_config.json").read_text())
+    assert (recorded["num_replicas"], recorded["cpu_replicas"], recorded["bn_group_size"]) == (4, 4, 0)
 
 
 @pytest.fixture(scope="module")
@@ -273,40 +302,74 @@ def _digests(text):
     return re.findall(r"weights sha256 ([0-9a-f]{64})", text)
 
 
-def test_two_workers_on_localhost(shards, tmp_path):
-    """MultiWorkerMirroredStrategy, 2 CPU workers started by the local launcher: they train;
-    SIGTERM to the non-chief alone stops both at the same step with a checkpoint (exit 143);
-    both end with identical weights; only the chief wrote the model checkpoint."""
-    model_dir, logs, tmp = tmp_path / "run", tmp_path / "logs", tmp_path / "tmp"
-    tmp.mkdir()
+def _launch(shards, model_dir, logs, *extra, tmp=None):
     cmd = [sys.executable, os.path.join(ROOT, "launch", "local_multiworker.py"),
-           "--num_workers=2", f"--worker_log_dir={logs}", "--threads_per_worker=1", "--",
-           *_train_cmd(shards, model_dir, "--train_steps=100000", "--checkpoint_every=2")[3:]]
-    launcher = subprocess.Popen(cmd, env=_env(TMPDIR=str(tmp)), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+           "--num_workers=2", f"--worker_log_dir={logs}", "--threads_per_worker=1",
+           "--grace_seconds=10", "--",
+           *_train_cmd(shards, model_dir, "--checkpoint_every=2", "--cpu_replicas=2",
+                       *extra)[3:]]
+    env = _env(TMPDIR=str(tmp)) if tmp else _env()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    first = proc.stdout.readline()  # "started 2 workers on ... (pids A, B); logs in ..."
+    pids = [int(p) for p in re.search(r"\(pids (\d+), (\d+)\)", first).groups()]
+    return proc, pids
+
+
+def test_two_worker_job_killed_preempted_and_resumed(shards, tmp_path):
+    """Issue 21 item 5: a 2-worker job (launch/local_multiworker.py, 2 CPU replicas per
+    worker: 4 replicas). kill -9 of one worker stops the job with one line naming it
+    (exit 137); the same command resumes both workers from the last checkpoint; SIGTERM
+    to the launcher then makes every worker save at the same step and stop (exit 143),
+    with identical weights, the chief alone writing the model checkpoint, each worker
+    its input position, and no temporary copies left."""
+    model_dir, tmp = tmp_path / "run", tmp_path / "tmp"
+    tmp.mkdir()
+    args = ("--train_steps=100000",)
+    killed, pids = _launch(shards, model_dir, tmp_path / "logs1", *args, tmp=tmp)
     try:
-        _wait_for_checkpoint(model_dir, 2, launcher)
-        workers = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
-                                 text=True).stdout.split()
-        assert len(workers) == 2, workers
-        os.kill(max(int(w) for w in workers), signal.SIGTERM)  # worker 1: started second
-        out = launcher.communicate(timeout=300)[0]
+        _wait_for_checkpoint(model_dir, 2, killed)
+        os.kill(pids[1], signal.SIGKILL)
+        out = killed.communicate(timeout=120)[0]
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        if killed.poll() is None:
+            killed.kill()
+    assert killed.returncode == 128 + signal.SIGKILL, out
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"worker 1 (pid {pids[1]}) was killed by SIGKILL: "), out
+    assert "Traceback" not in out
+    saved = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+
+    logs = tmp_path / "logs2"
+    resumed, _ = _launch(shards, model_dir, logs, *args, tmp=tmp)
+    try:
+        _wait_for_checkpoint(model_dir, saved + 2, resumed)
+        resumed.send_signal(signal.SIGTERM)
+        out = resumed.communicate(timeout=300)[0]
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
     worker = [(logs / f"worker-{i}.log").read_text() for i in range(2)]
-    assert launcher.returncode == 143, out + "\n".join(w[-3000:] for w in worker)
-    assert "2 replica(s) on 2 worker(s), task worker:0 (chief)" in worker[0]
+    assert resumed.returncode == 143, out + "\n".join(w[-3000:] for w in worker)
+    assert "4 replica(s) on 2 worker(s), task worker:0 (chief)" in worker[0]
+    for log in worker:
+        assert f"resumed from {model_dir}/ckpt-{saved} (step {saved})" in log
     steps = [re.findall(r"preempted at step (\d+)", w) for w in worker]
     assert len(steps[0]) == 1 and steps[0] == steps[1], steps
+    assert out.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM: all 2 workers saved a checkpoint at step {steps[0][0]}; run "
+        "the same command to resume")
     digests = [_digests(w) for w in worker]
     assert len(digests[0]) == 1 and digests[0] == digests[1]
     assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{steps[0][0]}")
     assert "checkpoint " + str(model_dir) in worker[0]
     assert "checkpoint " + str(model_dir) not in worker[1]
-    assert not os.listdir(tmp)  # the non-chief's temporary copies are gone
+    # The non-chief's temporary checkpoint copies are gone (the killed processes leave
+    # AutoGraph's own temporary files there, not ours).
+    assert not [n for n in os.listdir(tmp) if n.startswith("l3-worker")]
     # Each worker keeps its own input position beside the chief's model checkpoint.
     assert sorted(os.listdir(model_dir / "input_state")) == ["worker-0", "worker-1"]
+    assert not (model_dir / "trainer.lock").exists()
 
 
 def _wait_for_checkpoint(model_dir, at_least, proc, timeout=300):

@@ -29,6 +29,7 @@ from l3.core import constants as C
 from l3.ops import image as image_lib
 from l3.core import errors
 from l3.records import schema as records
+from l3.records import shard_reader
 from l3.core.presets import Preset
 
 # Half the length of `l3.ops.audio.decimate`'s FIR, in input samples per unit of
@@ -125,8 +126,9 @@ def read_records(pattern: str):
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise errors.MissingInputError(f"no files match {pattern!r}")
-    ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(paths), 64), block_length=1,
+    ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(paths)).interleave(
+        lambda path, size: shard_reader.read_shard(path, size, "skip"),  # warns, names the shard
+        cycle_length=min(len(paths), 64), block_length=1,
         num_parallel_calls=1, deterministic=True).map(records.parse_example)
     return ds.as_numpy_iterator()
 

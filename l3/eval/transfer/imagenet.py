@@ -5,7 +5,7 @@ Szegedy et al., Inception-v3 [33], for training):
 
 * features: the frozen vision trunk's conv4_2 after ReLU, max-pooled with
   kernel = stride to 4x4x512 = 8192-D (`conv4_2_pooled` of the export's
-  `vision_encoder`; 4x4x128 = 2048-D for the small preset);
+  `vision_encoder`; 4x4x64 = 1024-D for the small preset);
 * classifier: one fully connected layer (features -> 1000 logits), the only
   trained weights; cross-entropy with label smoothing 0.1 ([33], section 7);
 * optimiser: Adam (the paper's one change from [33]'s RMSProp), learning rate
@@ -37,15 +37,17 @@ import time
 from typing import Callable, Dict, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from l3.core import constants as C
-from l3.export import writer as export_lib
+from l3.export import reader as export_reader
 from l3.core import fileio
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
 from l3.core import presets as presets_lib
+from l3.train import harness
 
 DATASET = "imagenet2012"
 TRAIN_SPLIT = "train"
@@ -110,7 +112,8 @@ def inception_crop(jpeg: tf.Tensor, image_size: int, seed) -> tf.Tensor:
 
 
 def center_view(jpeg: tf.Tensor, image_size: int, resize_side: int) -> tf.Tensor:
-    """Evaluation view: smaller side to `resize_side`, central crop -> float32 [S, S, 3]."""
+    """Evaluation view: JPEG string [] -> float32 [S, S, 3] in [0, 1], the decoded image's
+    `l3.ops.image.eval_image` (smaller side to `resize_side`, then `center_crop`)."""
     image = tf.image.decode_jpeg(jpeg, channels=3)
     image = image_lib.eval_image(image, resize_side=resize_side, image_size=image_size)
     return tf.clip_by_value(image, 0.0, 1.0)
@@ -172,12 +175,14 @@ def load_trunk(export_dir: Optional[str] = None, *, random_trunk: bool = False,
     random weights (the paper's "Ours random"), sized by the export's preset
     when `export_dir` is given, else by `preset_name`.
 
-    Returns: (feature_fn, preset, description dict).
+    Returns: (feature_fn, preset, description dict). `feature_fn.variables`
+    lists the trunk's variables (weights and batch-norm statistics), which
+    the probe's training must leave as they are.
     """
     if export_dir is None and not random_trunk:
         raise ValueError("give export_dir, or random_trunk=True (with export_dir or preset_name)")
     if export_dir is not None:
-        info = export_lib.read_export_info(export_dir)
+        info = export_reader.read_export_info(export_dir)
         if preset_name is not None and preset_name != info["preset"]:
             raise ValueError(f"export {export_dir!r} is preset {info['preset']!r}, not {preset_name!r}")
         preset_name = info["preset"]
@@ -191,18 +196,17 @@ def load_trunk(export_dir: Optional[str] = None, *, random_trunk: bool = False,
         def features(image):
             return encoder(image, training=False)["conv4_2_pooled"]
 
+        features.variables = list(encoder.weights)
         return features, preset, {"trunk": "random", "seed": seed, "preset": preset.name}
-    exported = export_lib.ExportedModel(export_dir)
-    signature = exported.signature(export_lib.VISION_ENCODER)
+    exported = export_reader.ExportedModel(export_dir)
+    saved = exported.saved(export_reader.VISION_ENCODER)  # keeps the SavedModel alive
     if exported.image_size != preset.image_size:
         raise ValueError(f"export image_size {exported.image_size} != preset {preset.image_size}")
 
     def features(image):
-        return signature(image=image)["conv4_2_pooled"]
+        return saved(image=image)["conv4_2_pooled"]
 
-    # A signature only weakly references its SavedModel's variables: keep the
-    # loaded model alive as long as the function.
-    features.exported = exported
+    features.exported, features.variables = exported, saved.variables
 
     return features, preset, {"trunk": "export", "export_dir": os.path.abspath(export_dir),
                               "preset": preset.name, "step": exported.info.get("step")}
@@ -216,12 +220,20 @@ def learning_rate_at(epoch: int, base: float) -> float:
 
 
 def train_and_evaluate(builder, features: FeatureFn, preset, config: ProbeConfig,
-                       *, log_every: int = 100) -> Dict:
+                       *, log_every: int = 100, checkpoint_dir: Optional[str] = None,
+                       checkpoint_every: int = 0) -> Dict:
     """Trains the linear layer on `features` of the train split; evaluates on validation.
 
+    The training runs in the shared harness (`l3.train.harness`): the frozen
+    features are computed before the gradient tape (`prepare`), only the
+    linear layer is in it; NaN stop; with `checkpoint_dir`, a checkpoint at
+    every epoch's end (and every `checkpoint_every` steps, if > 0), and a
+    rerun resumes where it stopped, inside an epoch too (a pass is
+    reproducible, so the batches already trained are skipped).
+
     Returns a dict: top1, top5 (fractions), num_train_examples (seen in the
-    last epoch), num_eval_examples, train_loss (mean per epoch), feature_dim,
-    num_classes, seconds.
+    last epoch; after a resume, since the resume), num_eval_examples,
+    train_loss (mean step loss per epoch), feature_dim, num_classes, seconds.
     """
     start = time.time()
     num_classes = builder.info.features["label"].num_classes
@@ -231,20 +243,50 @@ def train_and_evaluate(builder, features: FeatureFn, preset, config: ProbeConfig
     feature_dim = int(features(tf.zeros([1, size, size, 3]))[0].shape[-1])
     probe.build((None, feature_dim))
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    optimizer.build(probe.trainable_variables)
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True,
                                                    label_smoothing=config.label_smoothing)
 
-    @tf.function
-    def train_step(images, labels):
-        x = tf.stop_gradient(features(images))
-        with tf.GradientTape() as tape:
-            logits = probe(x)
-            loss = loss_fn(tf.one_hot(labels, num_classes), logits)
-        grads = tape.gradient(loss, probe.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, CLIP_GLOBAL_NORM)
-        optimizer.apply_gradients(zip(grads, probe.trainable_variables))
-        return loss
+    def prepare(batch, step):  # the frozen trunk, outside the tape
+        images, labels = batch
+        return tf.stop_gradient(features(images)), labels
+
+    def loss(batch):
+        x, labels = batch
+        return loss_fn(tf.one_hot(labels, num_classes), probe(x))
+
+    # Where a resumed run is: the epoch, the step it began at, each epoch's loss sum and steps.
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    epoch_start = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # (any length: a resumed run may ask for more epochs than the one that wrote them)
+    loss_sums, loss_steps = (tf.Variable(tf.zeros([config.epochs], tf.float64), trainable=False,
+                                         shape=tf.TensorShape([None])) for _ in range(2))
+    trainer = harness.Harness(probe, loss, optimizer=optimizer, prepare=prepare,
+                              clip_global_norm=CLIP_GLOBAL_NORM, name="imagenet probe",
+                              log_every=log_every, checkpoint_dir=checkpoint_dir,
+                              checkpoint_every=checkpoint_every,
+                              state={"epoch": epoch_var, "epoch_start": epoch_start,
+                                     "loss_sums": loss_sums, "loss_steps": loss_steps})
+    trainer.restore()
+    for v in (loss_sums, loss_steps):  # as many entries as epochs
+        v.assign(tf.pad(v[:config.epochs], [[0, tf.maximum(config.epochs - tf.shape(v)[0], 0)]]))
+    seen = 0
+    for epoch in range(int(epoch_var.numpy()), config.epochs):
+        optimizer.learning_rate.assign(learning_rate_at(epoch, config.learning_rate))
+        done = int(trainer.step.numpy() - epoch_start.numpy())  # > 0 only when resumed
+        ds = make_dataset(builder, TRAIN_SPLIT, training=True, image_size=size,
+                          resize_side=preset.resize_side, batch_size=config.batch_size,
+                          seed=config.seed, epoch=epoch, max_examples=config.max_train_examples)
+        history = trainer.fit(ds.skip(done))
+        seen = history.examples
+        if history.steps:
+            loss_sums[epoch].assign(loss_sums[epoch] + history.mean * history.steps)
+            loss_steps[epoch].assign(loss_steps[epoch] + history.steps)
+        logging.info("epoch %d: %d examples, mean loss %.4f", epoch, seen, history.mean)
+        epoch_var.assign(epoch + 1)
+        epoch_start.assign(trainer.step)
+        trainer.save()
+    with np.errstate(invalid="ignore"):
+        losses = (loss_sums.numpy() / loss_steps.numpy()).tolist()
 
     @tf.function
     def eval_step(images, labels):
@@ -253,23 +295,6 @@ def train_and_evaluate(builder, features: FeatureFn, preset, config: ProbeConfig
         top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.int64))
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, min(5, num_classes)), tf.int64))
         return top1, top5
-
-    losses, seen = [], 0
-    for epoch in range(config.epochs):
-        optimizer.learning_rate.assign(learning_rate_at(epoch, config.learning_rate))
-        ds = make_dataset(builder, TRAIN_SPLIT, training=True, image_size=size,
-                          resize_side=preset.resize_side, batch_size=config.batch_size,
-                          seed=config.seed, epoch=epoch, max_examples=config.max_train_examples)
-        total, seen = 0.0, 0
-        for step, (images, labels) in enumerate(ds):
-            loss = float(train_step(images, labels))
-            n = int(labels.shape[0])
-            total += loss * n
-            seen += n
-            if log_every and step % log_every == 0:
-                logging.info("epoch %d step %d loss %.4f", epoch, step, loss)
-        losses.append(total / max(seen, 1))
-        logging.info("epoch %d: %d examples, mean loss %.4f", epoch, seen, losses[-1])
 
     correct1 = correct5 = evaluated = 0
     ds = make_dataset(builder, EVAL_SPLIT, training=False, image_size=size,
@@ -341,8 +366,11 @@ def format_table(result: Dict) -> str:
 def run_probe(*, export_dir: Optional[str], data_dir: Optional[str] = None,
               manual_dir: Optional[str] = None, output_json: Optional[str] = None,
               config: ProbeConfig = ProbeConfig(), random_trunk: bool = False,
-              preset_name: Optional[str] = None) -> Dict:
+              preset_name: Optional[str] = None, checkpoint_dir: Optional[str] = None) -> Dict:
     """The whole benchmark: load data and trunk, train, evaluate, write JSON; returns the result.
+
+    With `checkpoint_dir`, the probe's training checkpoints there each epoch and
+    a rerun resumes (`train_and_evaluate`).
 
     Result keys: top1, top5 (fractions), protocol, trunk, paper, num_train_examples,
     num_eval_examples, train_loss, feature_dim, num_classes, seconds.
@@ -350,7 +378,7 @@ def run_probe(*, export_dir: Optional[str], data_dir: Optional[str] = None,
     builder = load_builder(data_dir, manual_dir)
     features, preset, trunk = load_trunk(export_dir, random_trunk=random_trunk,
                                          preset_name=preset_name, seed=config.seed)
-    result = train_and_evaluate(builder, features, preset, config)
+    result = train_and_evaluate(builder, features, preset, config, checkpoint_dir=checkpoint_dir)
     result["trunk"] = trunk
     result["protocol"] = protocol(config, preset, result["feature_dim"])
     result["paper"] = {"top1": C.PAPER_RESULTS["imagenet_top1"],

@@ -28,7 +28,6 @@ Paper (Kinetics-Sounds): direct combination 65 %, supervised pretraining
 import dataclasses
 import logging
 import os
-import shutil
 import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
@@ -40,15 +39,18 @@ from sklearn import metrics
 
 from l3.core import constants as C
 from l3.eval import avc as evaluate_lib
-from l3.export import writer as export_lib
-from l3.core import fileio
+from l3.export import predictors
+from l3.export import reader as export_reader
+from l3.core import fileio, temps
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
 from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs_lib
 from l3.core import presets as presets_lib
 from l3.records import schema as records
+from l3.records import shard_reader
 from l3.eval.transfer import supervised
+from l3.train import harness
 
 # Not from the paper (it gives no schedules for the baselines): budgets in
 # the range where the classifiers and the fusion head converge on
@@ -57,6 +59,7 @@ DEFAULT_CLASSIFIER_STEPS = 10_000
 DEFAULT_PRETRAINING_STEPS = 10_000
 DEFAULT_VAL_FRACTION = 0.1  # of the training shards, when no validation set is given
 DEFAULT_BN_BATCHES = 100    # not from the paper: see supervised.recalibrate_batch_norm
+DEFAULT_CHECKPOINT_EVERY = 1000  # steps; a few minutes of paper-preset training on a GPU
 
 DIRECT = "direct_combination"
 PRETRAINING = "supervised_pretraining"
@@ -86,12 +89,17 @@ class BaselineConfig:
     # Batches of "precise BN" after each classifier's training
     # (supervised.recalibrate_batch_norm); 0 keeps the moving averages.
     bn_batches: int = DEFAULT_BN_BATCHES
+    # A damaged shard (l3.records.shard_reader): "skip" its rest with a warning, or "stop".
+    on_damaged_shard: str = "skip"
+    # With a model_dir: checkpoint each trained model every this many steps (and
+    # at its end) under model_dir/checkpoints/, so a rerun resumes; 0: at the end only.
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
 
 
 # --- data splits -------------------------------------------------------------------
 
-def hold_out_validation(train_files: List[str], work_dir: str,
-                        fraction: float) -> Tuple[List[str], int, str]:
+def hold_out_validation(train_files: List[str], work_dir: str, fraction: float,
+                        on_damage: str = "skip") -> Tuple[List[str], int, str]:
     """Copies held-out validation videos of the training shards into one shard.
 
     The held-out videos are the round(fraction x n) (at least 1, at most n - 1)
@@ -101,10 +109,11 @@ def hold_out_validation(train_files: List[str], work_dir: str,
     the returned threshold as `classification_dataset(exclude_below=...)`, so
     only the validation part is copied.
 
+    Shards are read through `l3.records.shard_reader` (`on_damage`).
     Returns ([the new shard's path], hash threshold, a sentence saying what was done).
     """
     spec = {records.VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
-    hashes = tf.data.TFRecordDataset(train_files).map(
+    hashes = shard_reader.read_shards(train_files, on_damage).map(
         lambda x: supervised.video_hash(tf.io.parse_single_example(x, spec)[records.VIDEO_ID]))
     distinct = np.unique(np.fromiter(hashes.as_numpy_iterator(), np.int64))
     if len(distinct) < 2:
@@ -115,10 +124,10 @@ def hold_out_validation(train_files: List[str], work_dir: str,
     root = os.path.join(work_dir, "split")
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, f"val-00000-of-00001{records.SHARD_SUFFIX}")
-    ds = tf.data.TFRecordDataset(train_files).filter(
+    ds = shard_reader.read_shards(train_files, on_damage).filter(
         lambda x: supervised.is_held_out(tf.io.parse_single_example(x, spec)[records.VIDEO_ID],
                                          threshold))
-    with tf.io.TFRecordWriter(path) as writer:
+    with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for serialized in ds.as_numpy_iterator():
             writer.write(serialized)
     return [path], threshold, (f"validation = {k} of {len(distinct)} training videos (smallest "
@@ -136,10 +145,15 @@ def _unpack(batch):
 
 
 def pair_dataset(pattern, preset, *, batch_size: int, seed: int,
-                 num_pairs: int) -> tf.data.Dataset:
+                 num_pairs: int, on_damage: str = "stop") -> tf.data.Dataset:
     """The fixed held-out pairs of `pattern` (a glob or file list) for `seed` (`l3.pairs.evaluation`)."""
     return evaluation.evaluation_pairs(pattern, preset, num_pairs=num_pairs, seed=seed,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, on_damaged_shard=on_damage)
+
+
+def _checkpoints(model_dir: Optional[str], name: str) -> Optional[str]:
+    """model_dir/checkpoints/<name> (where a model's training resumes from), or None."""
+    return None if model_dir is None else os.path.join(model_dir, "checkpoints", name)
 
 
 def direct_score_fn(vision_classifier: keras.Model, audio_classifier: keras.Model):
@@ -152,29 +166,6 @@ def direct_score_fn(vision_classifier: keras.Model, audio_classifier: keras.Mode
         return tf.reduce_sum(p_v * p_a, axis=-1)
 
     return score
-
-
-def avc_probability_fn(avc_model: keras.Model):
-    """(image, waveform) -> float32 [b]: P(corresponds) of an in-memory AVC model."""
-
-    @tf.function
-    def prob(image, waveform):
-        logits = avc_model({"image": image, "waveform": waveform}, training=False)
-        return tf.nn.softmax(logits, axis=-1)[:, 1]
-
-    return prob
-
-
-def export_probability_fn(export_dir: str):
-    """(image, waveform) -> float32 [b]: the export's `avc` signature's `correspondence`."""
-    exported = export_lib.ExportedModel(export_dir)
-    signature = exported.signature(export_lib.AVC)
-
-    def prob(image, waveform):
-        return signature(image=image, waveform=waveform)["correspondence"]
-
-    prob.exported = exported  # the signature only weakly references the SavedModel's variables
-    return prob
 
 
 def score_pairs(dataset: tf.data.Dataset, scorers: Dict[str, object]) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -240,41 +231,34 @@ def build_pretraining_model(vision_classifier: keras.Model, audio_classifier: ke
 
 def train_fusion(avc: keras.Model, dataset: tf.data.Dataset, *, steps: int, learning_rate: float,
                  weight_decay: float, log_every: int = 100, seed: int = 0,
-                 optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
+                 optimizer: Optional[keras.optimizers.Optimizer] = None,
+                 checkpoint_dir: Optional[str] = None, checkpoint_every: int = 0) -> List[float]:
     """Trains `avc`'s trainable (fusion) weights on AVC pair batches; returns mean losses.
 
-    Loss: cross-entropy + `supervised.weight_decay_loss` (0.5 * wd * sum(w^2))
-    of the trainable kernels; `optimizer` replaces Adam(learning_rate) when given.
-    The training pipeline's uint8 views [b, S, S, 3] get the step's end of the
-    augmentation as AVC training does (`l3.ops.image.jitter_batch`, seeded by
-    (seed, step)); float images are taken as finished.
+    Loss: cross-entropy + `l3.model.network.l2_penalty` (0.5 * wd * sum(w^2))
+    of the trainable kernels, in the shared harness (`l3.train.harness`: NaN
+    stop, resume from `checkpoint_dir`, progress); `optimizer` replaces
+    Adam(learning_rate) when given. The training pipeline's uint8 views
+    [b, S, S, 3] get the step's end of the augmentation as AVC training does
+    (`l3.ops.image.jitter_batch`, seeded by (seed, step)); float images are
+    taken as finished.
     """
-    optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
-    variables = avc.trainable_variables
-    optimizer.build(variables)
-    decayed = model_lib.weight_decay_variables(avc)
-
-    @tf.function
-    def step(image, waveform, label, step_seed):
+    def prepare(batch, step):
+        image, waveform, label = _unpack(batch)
         if image.dtype == tf.uint8:
-            image = image_lib.jitter_batch(image, step_seed)
-        with tf.GradientTape() as tape:
-            logits = avc({"image": image, "waveform": waveform}, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                tf.cast(label, tf.int32), logits))
-            total = loss + supervised.weight_decay_loss(decayed, weight_decay)
-        optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-        return loss
+            image = image_lib.jitter_batch(image, tf.stack([tf.constant(seed, tf.int64), step]))
+        return image, waveform, tf.cast(label, tf.int32)
 
-    history, window = [], []
-    for i, batch in enumerate(dataset.take(steps)):
-        step_seed = tf.constant([seed, i], tf.int64)
-        window.append(float(step(*_unpack(batch), step_seed)))
-        if len(window) == log_every or i == steps - 1:
-            history.append(float(np.mean(window)))
-            logging.info("fusion step %d: loss %.4f", i + 1, history[-1])
-            window = []
-    return history
+    def loss_fn(batch):
+        image, waveform, label = batch
+        logits = avc({"image": image, "waveform": waveform}, training=True)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(label, logits))
+
+    trainer = harness.Harness(
+        avc, loss_fn, optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate),
+        weight_decay=weight_decay, prepare=prepare, name="fusion", log_every=log_every,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+    return trainer.fit(dataset, steps, checkpoint_input=checkpoint_dir is not None).windows
 
 
 # --- the whole benchmark ------------------------------------------------------------------
@@ -286,15 +270,18 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
     """Trains the baselines, scores every row on the fixed eval pairs, writes JSON; returns it.
 
     `model_dir` (optional) receives the trained models (`vision_classifier.keras`,
-    `audio_classifier.keras`, `supervised_pretraining_avc.keras`) and, when the
-    validation data is carved out of the training shards, the split.
+    `audio_classifier.keras`, `supervised_pretraining_avc.keras`), their training
+    checkpoints (`checkpoints/{vision_classifier,audio_classifier,fusion}/`: a
+    run stopped part-way resumes there when started again with the same
+    settings) and, when the validation data is carved out of the training
+    shards, the split.
     """
     start = time.time()
     preset = presets_lib.get_preset(config.preset)
     batch_size = config.batch_size or preset.global_batch_size
     learning_rate = config.learning_rate or preset.learning_rate
     if l3_export_dir is not None:
-        export_preset = export_lib.read_export_info(l3_export_dir)["preset"]
+        export_preset = export_reader.read_export_info(l3_export_dir)["preset"]
         if export_preset != preset.name:
             raise ValueError(f"the L3 export is preset {export_preset!r} but the baselines use "
                              f"{preset.name!r}: the pairs would differ")
@@ -302,11 +289,13 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
     tmp = None
     work_dir = model_dir
     if work_dir is None:
-        work_dir = tmp = tempfile.mkdtemp(prefix="l3-kinetics-baselines-")
+        # registered: removed on SIGTERM/SIGINT, swept by a later run after a SIGKILL
+        work_dir = tmp = temps.new_dir("l3-kinetics-baselines", folder=tempfile.gettempdir())
     try:
         train_files = pairs_lib.resolve_files(train_pattern)
         if val_pattern is None:
-            val_files, exclude, split = hold_out_validation(train_files, work_dir, config.val_fraction)
+            val_files, exclude, split = hold_out_validation(train_files, work_dir, config.val_fraction,
+                                                            config.on_damaged_shard)
             if tmp is not None:
                 split += " (a temporary copy, deleted at the end)"
         else:
@@ -317,7 +306,7 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
                       pairs_lib.resolve_files(eval_pattern), l3_export_dir, model_dir)
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            temps.discard(tmp)
     result["protocol"] = protocol(config, preset, batch_size, learning_rate, split)
     result["data"] = {"train_pattern": train_pattern, "val_pattern": val_pattern,
                       "eval_pattern": eval_pattern}
@@ -330,7 +319,8 @@ def run_baselines(*, train_pattern: str, eval_pattern: str, val_pattern: Optiona
 def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
          train_files: List[str], val_files: List[str], exclude_below: int,
          eval_files: List[str], l3_export_dir: Optional[str], model_dir: Optional[str]) -> Dict:
-    class_names = supervised.read_class_names(train_files)
+    on_damage = config.on_damaged_shard
+    class_names = supervised.read_class_names(train_files, on_damage)
     if len(class_names) < 2:
         raise ValueError(f"the training records have {len(class_names)} labelled classes; need 2+")
     logging.info("%d classes: %s", len(class_names), ", ".join(class_names))
@@ -340,14 +330,17 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
         classifier = supervised.build_classifier(preset, modality, len(class_names))
         train_ds = supervised.classification_dataset(
             train_files, preset, class_names, modality=modality, training=True,
-            batch_size=batch_size, seed=config.seed + offset, exclude_below=exclude_below)
+            batch_size=batch_size, seed=config.seed + offset, exclude_below=exclude_below,
+            on_damage=on_damage)
         losses = supervised.train_classifier(
             classifier, train_ds, steps=config.classifier_steps, learning_rate=learning_rate,
-            weight_decay=preset.weight_decay, log_every=config.log_every)
+            weight_decay=preset.weight_decay, log_every=config.log_every,
+            checkpoint_dir=_checkpoints(model_dir, classifier.name),
+            checkpoint_every=config.checkpoint_every)
         supervised.recalibrate_batch_norm(classifier, train_ds, config.bn_batches)
         eval_ds = supervised.classification_dataset(
             eval_files, preset, class_names, modality=modality, training=False,
-            batch_size=batch_size)
+            batch_size=batch_size, on_damage=on_damage)
         classification[modality] = {**supervised.evaluate_classifier(classifier, eval_ds),
                                     "chance": 1.0 / len(class_names), "train_loss": losses}
         logging.info("%s classifier: %.3f on %d eval videos", modality,
@@ -357,7 +350,7 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
 
     val_labels, val_scores = score_pairs(
         pair_dataset(val_files, preset, batch_size=batch_size, seed=config.eval_seed,
-                     num_pairs=config.num_val_pairs), {DIRECT: direct})
+                     num_pairs=config.num_val_pairs, on_damage=on_damage), {DIRECT: direct})
     threshold, val_accuracy = best_threshold(val_scores[DIRECT], val_labels)
 
     avc = build_pretraining_model(classifiers[model_lib.VISION], classifiers[model_lib.AUDIO],
@@ -366,17 +359,20 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
     # direct combination's threshold, which the fusion layers do not touch.
     pair_train = pairs_lib.make_dataset(
         train_files, preset, training=True,
-        options=pairs_lib.PipelineOptions(batch_size=batch_size, seed=config.seed))
+        options=pairs_lib.PipelineOptions(batch_size=batch_size, seed=config.seed,
+                                          on_damaged_shard=on_damage))
     fusion_losses = train_fusion(avc, pair_train, steps=config.pretraining_steps,
                                  learning_rate=learning_rate, weight_decay=preset.weight_decay,
-                                 log_every=config.log_every, seed=config.seed)
+                                 log_every=config.log_every, seed=config.seed,
+                                 checkpoint_dir=_checkpoints(model_dir, "fusion"),
+                                 checkpoint_every=config.checkpoint_every)
 
-    scorers = {DIRECT: direct, PRETRAINING: avc_probability_fn(avc)}
+    scorers = {DIRECT: direct, PRETRAINING: predictors.from_model(avc)}
     if l3_export_dir is not None:
-        scorers[L3] = export_probability_fn(l3_export_dir)
+        scorers[L3] = predictors.from_export(l3_export_dir)
     labels, scores = score_pairs(
         pair_dataset(eval_files, preset, batch_size=batch_size, seed=config.eval_seed,
-                     num_pairs=config.num_eval_pairs), scorers)
+                     num_pairs=config.num_eval_pairs, on_damage=on_damage), scorers)
     avc_rows = {DIRECT: {**_row(labels, scores[DIRECT] > threshold, scores[DIRECT]),
                          "threshold": threshold, "val_accuracy": val_accuracy}}
     avc_rows[PRETRAINING] = {**_row(labels, scores[PRETRAINING] > 0.5, scores[PRETRAINING]),
@@ -387,9 +383,10 @@ def _run(preset, config: BaselineConfig, batch_size: int, learning_rate: float,
 
     if model_dir is not None:
         os.makedirs(model_dir, exist_ok=True)
-        for modality, classifier in classifiers.items():
-            classifier.save(os.path.join(model_dir, f"{modality}_classifier.keras"))
-        avc.save(os.path.join(model_dir, "supervised_pretraining_avc.keras"))
+        saved = {f"{modality}_classifier.keras": m for modality, m in classifiers.items()}
+        for name, model in dict(saved, **{"supervised_pretraining_avc.keras": avc}).items():
+            with fileio.atomic_path(os.path.join(model_dir, name)) as tmp:
+                model.save(tmp)
 
     return {
         "avc": avc_rows,

@@ -18,12 +18,11 @@ reproducible.
 
 Optimisation follows the AVC training (section 2.2): Adam, the preset's
 learning rate, L2 weight decay (`preset.weight_decay`) on conv and dense
-kernels added to the loss as `0.5 * wd * sum(w^2)` (`weight_decay_loss`; the
-convention of `l3.train`, 2017 TensorFlow's `wd * tf.nn.l2_loss(w)`, whose
-gradient adds `wd * w`).
+kernels added to the loss as `0.5 * wd * sum(w^2)` (`l3.model.network.l2_penalty`;
+the convention of `l3.train`, 2017 TensorFlow's `wd * tf.nn.l2_loss(w)`, whose
+gradient adds `wd * w`), in the shared training harness (`l3.train.harness`).
 """
 
-import logging
 from typing import Dict, List, Optional, Sequence
 
 import keras
@@ -34,16 +33,19 @@ from l3.ops import audio as audio_lib
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
 from l3.records import schema as records
+from l3.records import shard_reader
+from l3.train import harness
 from l3.core.presets import Preset
 
 HASH_BUCKETS = 2**62
 SHUFFLE_BUFFER = 512  # light elements: one JPEG or one 1 s window (192 KB) each
 
 
-def read_class_names(paths: Sequence[str]) -> List[str]:
-    """The sorted distinct non-empty labels of the records in `paths`."""
+def read_class_names(paths: Sequence[str], on_damage: str = "skip") -> List[str]:
+    """The sorted distinct non-empty labels of the records in `paths` (damaged shards:
+    `l3.records.shard_reader`, as `on_damage` says)."""
     spec = {records.LABEL: tf.io.FixedLenFeature([], tf.string, default_value="")}
-    ds = tf.data.TFRecordDataset(list(paths), num_parallel_reads=tf.data.AUTOTUNE)
+    ds = shard_reader.read_shards(list(paths), on_damage)
     ds = ds.map(lambda x: tf.io.parse_single_example(x, spec)[records.LABEL],
                 num_parallel_calls=tf.data.AUTOTUNE)
     names = {label.decode() for label in ds.as_numpy_iterator()}
@@ -109,7 +111,7 @@ def _finish_clip(clip, seed, preset: Preset, training: bool):
 def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Sequence[str], *,
                            modality: str, training: bool, batch_size: int, seed: int = 0,
                            shuffle_buffer: int = SHUFFLE_BUFFER,
-                           exclude_below: int = 0) -> tf.data.Dataset:
+                           exclude_below: int = 0, on_damage: str = "skip") -> tf.data.Dataset:
     """(input, label int32 [B]) batches from labelled records.
 
     input: image float32 [B, S, S, 3] in [0, 1] (vision) or waveform float32
@@ -120,7 +122,8 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
 
     Each record is reduced to its one JPEG string or 1 s window before the
     shuffle buffer (`shuffle_buffer` of those, not whole records), then
-    decoded and augmented.
+    decoded and augmented. Shards are read by `l3.records.shard_reader.read_shard`
+    (`on_damage`: "skip" the rest of a damaged shard with a warning, or "stop").
     """
     if modality not in (model_lib.VISION, model_lib.AUDIO):
         raise ValueError(f"modality must be {model_lib.VISION!r} or {model_lib.AUDIO!r}, "
@@ -130,11 +133,12 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
                                             tf.range(len(class_names), dtype=tf.int32)),
         default_value=-1)
     paths = list(paths)
-    files = tf.data.Dataset.from_tensor_slices(paths)
+    files = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(paths))
     if training:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = files.interleave(lambda path, size: shard_reader.read_shard(path, size, on_damage),
+                          cycle_length=min(len(paths), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
     base = tf.constant([seed, 0 if modality == model_lib.VISION else 1], tf.int64)
 
     def pick(index, serialized):
@@ -190,45 +194,30 @@ def trunk_of(classifier: keras.Model) -> keras.Model:
     raise ValueError(f"{classifier.name} has no vision_network/audio_network layer")
 
 
-def weight_decay_loss(variables, weight_decay: float):
-    """0.5 * weight_decay * sum of squares of `variables` (gradient: weight_decay * w).
-
-    The same term as `l3.train`'s (`wd * tf.nn.l2_loss(w)` summed); float32 scalar.
-    """
-    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
-
-
 def train_classifier(classifier: keras.Model, dataset: tf.data.Dataset, *, steps: int,
                      learning_rate: float, weight_decay: float,
                      log_every: int = 100,
-                     optimizer: Optional[keras.optimizers.Optimizer] = None) -> List[float]:
-    """Adam on softmax cross-entropy + `weight_decay_loss` of the conv and dense kernels.
+                     optimizer: Optional[keras.optimizers.Optimizer] = None,
+                     checkpoint_dir: Optional[str] = None,
+                     checkpoint_every: int = 0) -> List[float]:
+    """Adam on softmax cross-entropy + `l3.model.network.l2_penalty` (conv and dense kernels),
+    in the shared harness (`l3.train.harness`: NaN stop, resume, progress).
 
     `optimizer` replaces Adam(learning_rate) when given (tests use plain SGD).
+    With `checkpoint_dir`, a run resumes from its checkpoints there, input
+    position included (`dataset` must be the same stream each run).
     Returns the mean data loss of each `log_every` steps (at least one entry).
     """
-    optimizer = optimizer or keras.optimizers.Adam(learning_rate=learning_rate)
-    variables = classifier.trainable_variables
-    optimizer.build(variables)
-    decayed = model_lib.weight_decay_variables(classifier)
+    def loss_fn(batch):
+        inputs, labels = batch
+        logits = classifier(inputs, training=True)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
-    @tf.function
-    def step(inputs, labels):
-        with tf.GradientTape() as tape:
-            logits = classifier(inputs, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            total = loss + weight_decay_loss(decayed, weight_decay)
-        optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-        return loss
-
-    history, window = [], []
-    for i, (inputs, labels) in enumerate(dataset.take(steps)):
-        window.append(float(step(inputs, labels)))
-        if len(window) == log_every or i == steps - 1:
-            history.append(float(np.mean(window)))
-            logging.info("%s step %d: loss %.4f", classifier.name, i + 1, history[-1])
-            window = []
-    return history
+    trainer = harness.Harness(
+        classifier, loss_fn, optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate),
+        weight_decay=weight_decay, name=classifier.name, log_every=log_every,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+    return trainer.fit(dataset, steps, checkpoint_input=checkpoint_dir is not None).windows
 
 
 def recalibrate_batch_norm(network: keras.Model, dataset: tf.data.Dataset, batches: int) -> int:
