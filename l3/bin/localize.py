@@ -17,7 +17,9 @@ case (clean, distractor visible, off-screen sound, silent gap, unrelated sound).
 
 Instead of records, --media_dir reads a folder in the layout of the VGG-SS and
 Flickr-SoundNet test sets as EZ-VSL reads them: frames/<id>.jpg (the annotated frame)
-and audio/<id>.wav (the 1 s centred on the frame's time, or on the audio's middle):
+and audio/<id>.wav (the 1 s centred on the frame's time, or on the audio's middle), for
+the ids of the box file (l3-boxes or vggss.json; Flickr-SoundNet's XML annotations must
+first be converted to l3-boxes):
 
   l3-localize --export_dir=... --media_dir=/data/vggss_test --boxes=vggss.json --output_dir=out
 

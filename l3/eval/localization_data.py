@@ -14,7 +14,9 @@ VGG-SS: the frame nearest the middle of the audio) returns:
   video_ids, times, labels, cases (per item, see `item_cases`)
 
 `read_media_items(media_dir, preset, truth)` reads the same from a folder in the layout
-of the VGG-SS and Flickr-SoundNet test sets EZ-VSL reads (frames/<id>.jpg, audio/<id>.wav).
+of the VGG-SS and Flickr-SoundNet test sets EZ-VSL reads (frames/<id>.jpg, audio/<id>.wav);
+the truth comes from an l3-boxes file or vggss.json (Flickr-SoundNet's per-image XML
+annotations are not read: convert them to l3-boxes).
 
 Views: "squeeze" (default; the literature's: the whole frame resized to S x S, boxes
 scaled with it, as EZ-VSL resizes test frames to 224 x 224) or "center_crop" (the
@@ -23,14 +25,17 @@ resize side, central S x S; boxes clipped to it, items whose object falls outsid
 """
 
 import dataclasses
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from l3.core import constants as C
 from l3.core import errors
 from l3.core.presets import Preset
+from l3 import media
 from l3.eval import localization_io as lio
 from l3.eval.analysis import data
 from l3.ops import image as image_lib
@@ -232,42 +237,57 @@ def read_media_items(media_dir: str, preset: Preset, truth: Dict[str, lio.VideoT
                      truth_name: str = "the box file") -> LocalizationItems:
     """Items of a folder in the VGG-SS / Flickr-SoundNet test layout EZ-VSL reads:
     media_dir/frames/<id>.jpg (the annotated frame) and media_dir/audio/<id>.wav (or
-    .flac, .mp3, ...), for every id of `truth` with both files. The 1 s of audio is
-    centred on the annotated frame's time, or on the middle of the audio when the truth
-    gives none (VGG-SS: the frame is the clip's middle one). Audio is resampled to 48 kHz
-    mono, then to the preset's rate like the records'.
+    .flac, .mp3, ...), for every id of `truth` with both files, in sorted id order. The
+    1 s of audio is centred on the annotated frame's time, or on the middle of the audio
+    when the truth gives none (VGG-SS: the frame is the clip's middle one). Audio is
+    decoded to 48 kHz mono, then brought to the preset's rate like the records'.
+
+    Ids of `truth` without both files are counted in skipped["ids_without_media"].
+    Raises MissingInputError when frames/ or audio/ is missing, UsageError when no id
+    has both files or a frame or sound cannot be read (naming the file).
     """
-    import os  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
-    from l3 import media  # noqa: PLC0415
     frames_dir, audio_dir = os.path.join(media_dir, "frames"), os.path.join(media_dir, "audio")
     for d in (frames_dir, audio_dir):
         if not os.path.isdir(d):
             raise errors.MissingInputError(f"{d} does not exist (expected {media_dir}/frames/<id>.jpg "
                                            f"and {media_dir}/audio/<id>.wav)")
     items = _Collector(preset, view, gt, eval_size, truth_name)
-    matched = 0
+    items.skipped = {"ids_without_media": 0, "object_out_of_view": 0}
     for vid in sorted(truth):
         frame_path = os.path.join(frames_dir, vid + ".jpg")
         audio_path = next((os.path.join(audio_dir, vid + s) for s in AUDIO_SUFFIXES
                            if os.path.exists(os.path.join(audio_dir, vid + s))), None)
         if not os.path.exists(frame_path) or audio_path is None:
-            items.skipped["records_without_truth"] += 1
+            items.skipped["ids_without_media"] += 1
             continue
-        matched += 1
+        frame, (audio, start) = _read_frame(frame_path), _read_audio(audio_path)
         video = truth[vid]
-        with Image.open(frame_path) as im:
-            frame = np.asarray(im.convert("RGB"))
-        audio, start = media.decode_audio(audio_path, sample_rate=C.SAMPLE_RATE)
         frame_truth = video.frames[0]
         time = frame_truth.time if frame_truth.time is not None else start + len(audio) / C.SAMPLE_RATE / 2
-        items.add(tf.constant(frame), audio, start, time, frame_truth, video, vid, "")
+        items.add(frame, audio, start, time, frame_truth, video, vid, "")
         if max_items is not None and len(items) >= max_items:
             break
-    if not matched:
+    if items.skipped["ids_without_media"] == len(truth):
         raise errors.UsageError(f"none of the {len(truth)} ids in {truth_name} has both "
                                 f"{frames_dir}/<id>.jpg and {audio_dir}/<id>.wav")
     return items.items(media_dir, 0.0)
+
+
+def _read_frame(path: str) -> np.ndarray:
+    """uint8 [h, w, 3] of an image file; a UsageError naming it if it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise errors.UsageError(f"cannot read the frame {path}: {e}") from e
+
+
+def _read_audio(path: str):
+    """(float32 mono [samples] at 48 kHz, start seconds); a UsageError naming the file."""
+    try:
+        return media.decode_audio(path, sample_rate=C.SAMPLE_RATE)
+    except media.MediaError as e:
+        raise errors.UsageError(f"cannot read the sound {path}: {e}") from e
 
 
 def case_index(cases: Sequence[Tuple[str, ...]]) -> Dict[str, np.ndarray]:
