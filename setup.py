@@ -18,6 +18,8 @@ CONSOLE_SCRIPTS = {
     "l3-imagenet-probe": "l3.bin.imagenet_probe",
     "l3-kinetics-baselines": "l3.bin.kinetics_baselines",
     "l3-analyze": "l3.bin.analyze",
+    "l3-retrieval": "l3.bin.retrieval",
+    "l3-localize": "l3.bin.localize",
     "l3-demo": "l3.bin.demo",
     "l3-verify-tfrecords": "l3_tfrecords.verify",
 }

@@ -34,6 +34,7 @@ from absl import app, flags
 from l3.core import kinetics_sounds
 from l3 import media
 from l3.core import cli
+from l3.eval import localization_io
 
 from . import builder, inputs, shards
 
@@ -64,6 +65,9 @@ flags.DEFINE_float("min_audio_seconds", 1.0, "Skip videos with less audio (one A
 flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of stored frames.")
 flags.DEFINE_float("video_timeout", 600.0, "Kill and skip a video whose decoding takes longer "
                    "(seconds; with --workers > 0).")
+flags.DEFINE_string("boxes", None, "A box file (l3-boxes JSON, e.g. the demo corpus's objects.json, "
+                    "or VGG-SS's vggss.json) to copy, for the videos written, into "
+                    "output_dir/boxes.json (read by l3-localize).")
 flags.DEFINE_bool("overwrite", False, "Rebuild this process's shards even if finished.")
 flags.DEFINE_bool("summarize_only", False, "Only re-aggregate summary.json from the shards' "
                   "sidecars (e.g. after a cluster build).")
@@ -87,8 +91,11 @@ def main(argv):
         workers=FLAGS.workers, max_seconds=FLAGS.max_seconds, fps=FLAGS.fps,
         resize_smaller_side=FLAGS.resize_smaller_side, min_audio_seconds=FLAGS.min_audio_seconds,
         jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite, progress=FLAGS.progress,
-        video_timeout=FLAGS.video_timeout)
+        video_timeout=FLAGS.video_timeout, boxes=FLAGS.boxes)
     cli.check_exists("input")
+    if FLAGS.boxes:
+        cli.check_exists("boxes", kind="file")
+        localization_io.read_truth(FLAGS.boxes)   # a bad box file stops before any decoding
     cli.check_exists("video_root", kind="dir")
     labels = None
     if FLAGS.kinetics_sounds_only:

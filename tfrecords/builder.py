@@ -29,7 +29,7 @@ from tqdm import tqdm
 from l3.core import errors
 from l3 import media
 
-from . import claims as claims_lib, inputs, shards, workers
+from . import boxes, claims as claims_lib, inputs, shards, workers
 from .inputs import VideoItem
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class BuildConfig:
     overwrite: bool = False
     progress: bool = True
     video_timeout: Optional[float] = 600.0  # seconds per video (workers > 0 only)
+    boxes: Optional[str] = None  # a box file to carry into output_dir/boxes.json (`boxes`)
 
     def content_settings(self) -> Dict[str, float]:
         return {"max_seconds": self.max_seconds, "fps": self.fps,
@@ -135,7 +136,10 @@ def build(items: Sequence[VideoItem], config: BuildConfig) -> dict:
     if claims.held_by_others:
         log.warning("%d shard(s) left to the builders writing them: %s",
                     len(claims.held_by_others), ", ".join(claims.held_by_others))
-    return {"summary": shards.summarize(config.output_dir, config.num_shards), "this_run": own}
+    summary = shards.summarize(config.output_dir, config.num_shards)
+    if config.boxes:
+        own["boxes"] = boxes.write_boxes_sidecar(config.boxes, config.output_dir, items)
+    return {"summary": summary, "this_run": own}
 
 
 def _shrink(bar, n: int) -> None:

@@ -15,6 +15,7 @@ network of the same architecture, and writes under --output_dir:
   audio_heatmaps.png     conv4_2 channel over the log-spectrograms (Fig. 9)
   tsne.png               t-SNE of both embeddings, trained vs untrained (Fig. 10)
   projector/             TensorBoard projector (tensorboard --logdir <output_dir>/projector)
+  localization.json/.png with --boxes: sound-source localization (as l3-localize)
 
 analysis.json:
   nmi.{vision,audio}.{trained,untrained,random_assignment}    Table 4
@@ -22,6 +23,10 @@ analysis.json:
   unit_preference.{vision,audio}.{trained,untrained}.{top5_4,top5_3}   3.5.3, class counts
       (+ top5_4_classes: names, top5_4_units, dead_units; .chance: shuffled labels)
   selected_units.{vision,audio}: the units drawn, their class and top items
+  retrieval.{image_to_audio,audio_to_image}.{trained,untrained,chance,...}.{R@1,R@5,R@10,
+      median_rank,...}          as l3-retrieval (--retrieval_items_per_video per video)
+  localization.rows.{trained,untrained,unconditioned,center_prior,...}.{cIoU@0.5,AUC,...},
+      localization.by_case      as l3-localize (with --boxes)
   data (items, classes, counts), paper (the paper's numbers), figures, timings_s
 
 and prints the numbers beside the paper's. On a 2-core CPU the small preset
@@ -31,7 +36,7 @@ takes about a minute for 2000 items; the paper preset wants a GPU.
 from absl import flags
 
 from l3.eval.analysis import run as run_lib
-from l3.core import cli
+from l3.core import cli, errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "An l3-export output directory.")
@@ -39,7 +44,12 @@ flags.DEFINE_string("data_pattern", None,
                     "Glob of labelled TFRecord shards of held-out videos (e.g. test-*.tfrecord).")
 flags.DEFINE_string("output_dir", None, "Where to write analysis.json and the figures.")
 flags.DEFINE_list("analyses", list(run_lib.ANALYSES),
-                  f"Comma-separated subset of {','.join(run_lib.ANALYSES)}.")
+                  f"Comma-separated subset of {','.join(run_lib.ANALYSES)} (by default "
+                  "localization runs only with --boxes).")
+flags.DEFINE_string("boxes", None, "Box file for the localization analysis (l3-boxes JSON, "
+                    "e.g. the demo corpus's objects.json, or VGG-SS's vggss.json).")
+flags.DEFINE_integer("retrieval_items_per_video", 1, "Items per video for retrieval.")
+flags.DEFINE_integer("localization_frames_per_video", 1, "Annotated frames per video.")
 flags.DEFINE_integer("num_clusters", 64, "k of k-means (Table 4: 64); capped at the item count.")
 flags.DEFINE_integer("max_items", 2000, "Read at most this many items (0: all).")
 flags.DEFINE_integer("items_per_video", 1, "Frames (each with its 1 s of audio) per video.")
@@ -54,8 +64,16 @@ def main(argv):
     cli.check_exists("export_dir", kind="dir")
     cli.check_matches("data_pattern")
     cli.check_output_dir("output_dir")
+    cli.check_exists("boxes", kind="file")
+    analyses = FLAGS.analyses
+    if not FLAGS["analyses"].present and not FLAGS.boxes:
+        analyses = [a for a in analyses if a != "localization"]
+    elif "localization" in analyses and not FLAGS.boxes:
+        raise errors.UsageError("--analyses=localization needs --boxes")
     results = run_lib.analyze(
-        FLAGS.export_dir, FLAGS.data_pattern, FLAGS.output_dir, analyses=FLAGS.analyses,
+        FLAGS.export_dir, FLAGS.data_pattern, FLAGS.output_dir, analyses=analyses,
+        boxes=FLAGS.boxes, retrieval_items_per_video=FLAGS.retrieval_items_per_video,
+        localization_frames_per_video=FLAGS.localization_frames_per_video,
         num_items=FLAGS.max_items or None, clusters=FLAGS.num_clusters, seed=FLAGS.seed,
         items_per_video=FLAGS.items_per_video, num_figure_units=FLAGS.num_figure_units,
         batch_size=FLAGS.batch_size, log=print)

@@ -65,7 +65,16 @@ def test_layout_csv_and_json(tiny):
         assert len(v["youtube_id"]) == 11 and v["youtube_id"].isalnum()
     assert len({v["youtube_id"] for v in meta["videos"]}) == len(meta["videos"])
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == sorted([".lock", "corpus.json", "videos.csv"] + [v["path"] for v in meta["videos"]])
+    assert files == sorted([".lock", "corpus.json", "videos.csv", "objects.json"]
+                           + [v["path"] for v in meta["videos"]])
+    # objects.json: where the object is in every frame of every test video.
+    objects = json.loads((root / "objects.json").read_text())
+    test = [v for v in meta["videos"] if v["split"] == "test"]
+    assert sorted(objects["videos"]) == sorted(v["video_id"] for v in test)
+    for v in test:
+        frames = objects["videos"][v["video_id"]]["frames"]
+        assert len(frames) == v["duration"] * v["fps"]
+        assert all(len(f["boxes"]) == 1 for f in frames)
     assert [len(tiny.split(s)) for s in corpus.SPLITS] == [20, 0, 10]
 
 
@@ -95,6 +104,16 @@ def test_reuse_is_fast_and_touches_nothing(tiny, monkeypatch):
     again = corpus.generate_corpus(tiny.root, progress=False, **TINY)
     assert again.reused
     assert again.videos == tiny.videos
+    assert {p: p.stat().st_mtime_ns for p in again.paths()} == mtimes
+
+
+def test_objects_added_to_a_corpus_made_before_them(tiny):
+    """A corpus generated before objects.json existed gets it on reuse; no video is rewritten."""
+    data = (tiny.root / "objects.json").read_bytes()
+    mtimes = {p: p.stat().st_mtime_ns for p in tiny.paths()}
+    (tiny.root / "objects.json").unlink()
+    again = corpus.generate_corpus(tiny.root, progress=False, **TINY)
+    assert again.reused and again.objects_path.read_bytes() == data
     assert {p: p.stat().st_mtime_ns for p in again.paths()} == mtimes
 
 

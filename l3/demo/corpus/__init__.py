@@ -8,6 +8,9 @@ size, which sets the pitch, and the timing of events) and nothing else:
     root/<split>/<class_name>/<youtube_id>_<start:06d>_<end:06d>.mp4
     root/videos.csv    Kinetics style: label,youtube_id,time_start,time_end,split
     root/corpus.json   parameters, class descriptions, per-video metadata
+    root/objects.json  per frame of each test video, the object's box and mask (rendered
+                       alone: its pixels are the truth) and the distractor's box, in the
+                       l3-boxes format `l3-localize` reads (`objects`)
 
 File names follow the Kinetics download layout, so anything that reads
 Kinetics reads this corpus. Labels are for evaluation only; L3 never sees
@@ -66,13 +69,16 @@ Modules, in the order they build on each other:
     nuisance    backgrounds, speech, music, horn, knocks (sounds of no class)
     plan        `CorpusParams`, `VideoPlan`, `plan_corpus`: every random choice, cheap
     render      a plan -> frames uint8 [T, H, W, 3] and audio float32 [samples(, 2)]
-    write       mp4 files, videos.csv, corpus.json; locking, resuming, `generate_corpus`
+    objects     where the object is in each frame (boxes, masks), for localization
+    write       mp4 files, videos.csv, corpus.json, objects.json; locking, resuming, `generate_corpus`
 """
 
 from l3.demo.corpus.classes import CLASSES, OBJECT_SIZE, VARIANTS, AVClass
 from l3.demo.corpus.plan import (CORPUS_VERSION, DEFAULT_VIDEOS_PER_CLASS, SPLITS, CorpusParams, VideoPlan,
                             class_params, plan_corpus, plan_video)
-from l3.demo.corpus.render import draw_object, render_audio, render_frames, render_video
+from l3.demo.corpus.objects import OBJECT_SPLITS, OBJECTS_NAME, object_coverage, video_annotation
+from l3.demo.corpus.render import (draw_object, frame_offsets, render_audio, render_frames,
+                                   render_video)
 from l3.demo.corpus.write import (CSV_NAME, JSON_NAME, VIDEO_OPTIONS, CorpusInfo, default_corpus_dir,
                              generate_corpus, load_corpus, write_corpus_video)
 
@@ -80,6 +86,7 @@ __all__ = [
     "AVClass", "CLASSES", "CORPUS_VERSION", "CSV_NAME", "CorpusInfo", "CorpusParams",
     "DEFAULT_VIDEOS_PER_CLASS", "JSON_NAME", "OBJECT_SIZE", "SPLITS", "VARIANTS", "VIDEO_OPTIONS",
     "VideoPlan", "class_params", "default_corpus_dir", "draw_object", "generate_corpus",
-    "load_corpus", "plan_corpus", "plan_video", "render_audio", "render_frames", "render_video",
+    "load_corpus", "OBJECT_SPLITS", "OBJECTS_NAME", "object_coverage", "frame_offsets",
+    "video_annotation", "plan_corpus", "plan_video", "render_audio", "render_frames", "render_video",
     "write_corpus_video",
 ]

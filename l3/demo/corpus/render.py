@@ -21,30 +21,64 @@ def draw_object(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> 
     CLASSES[plan.label_index].draw(img, t, p, OBJECT_SIZE * min(plan.size))
 
 
-def render_frames(plan: VideoPlan) -> np.ndarray:
-    """uint8 [duration * fps, H, W, 3]."""
-    rng = np.random.default_rng(plan.seeds[0])
-    h, w = plan.size
-    s = min(h, w)
-    q = plan.nuisance
-    m = int(math.ceil(q["pan_amp"])) + 3
-    bg = background(rng, h + 2 * m, w + 2 * m)
-    n = plan.duration * plan.fps
-    frames = np.empty((n, h, w, 3), np.float32)
-    for k in range(n):
+def canvas_margin(plan: VideoPlan) -> int:
+    """Pixels of canvas around the frame on each side (room for the camera's pan and shake)."""
+    return int(math.ceil(plan.nuisance["pan_amp"])) + 3
+
+
+def camera_path(plan: VideoPlan, rng) -> np.ndarray:
+    """int [T, 2]: the (row, column) of each frame's top-left corner in the padded canvas.
+
+    Draws the shake from `rng` (two uniforms per frame when the plan shakes), in
+    the order `render_frames` always drew them: right after the background.
+    """
+    q, m = plan.nuisance, canvas_margin(plan)
+    out = np.empty((plan.duration * plan.fps, 2), np.int64)
+    for k in range(len(out)):
         t = k / plan.fps
-        img = bg.copy()
-        d = q["distractor"]
-        if d is not None:   # passes behind the object
-            x = (d["x0"] + d["speed"] * t) % 1.6 - 0.3
-            paint(img, d["y"] * h + m, x * w + m, d["r"] * s * 1.6, ellipse(d["r"] * s, 1.5 * d["r"] * s),
-                  d["colour"])
-        draw_object(img, plan, t, m)
         oy = m + q["pan_amp"] * math.sin(0.5 * t + q["pan"][0])
         ox = m + q["pan_amp"] * math.sin(0.4 * t + q["pan"][1])
         if q["shake"]:
             oy, ox = oy + rng.uniform(-1.5, 1.5), ox + rng.uniform(-1.5, 1.5)
-        oy, ox = int(np.clip(round(oy), 0, 2 * m)), int(np.clip(round(ox), 0, 2 * m))
+        out[k] = int(np.clip(round(oy), 0, 2 * m)), int(np.clip(round(ox), 0, 2 * m))
+    return out
+
+
+def frame_offsets(plan: VideoPlan) -> np.ndarray:
+    """int [T, 2]: `camera_path` as `render_frames` draws it (same random stream, no rendering)."""
+    rng = np.random.default_rng(plan.seeds[0])
+    m = canvas_margin(plan)
+    background(rng, plan.size[0] + 2 * m, plan.size[1] + 2 * m)   # advances rng as render_frames does
+    return camera_path(plan, rng)
+
+
+def draw_distractor(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> None:
+    """Paints the plan's passing distractor shape (if any) at time t, like `draw_object`."""
+    d = plan.nuisance["distractor"]
+    if d is None:
+        return
+    h, w = plan.size
+    s = min(h, w)
+    x = (d["x0"] + d["speed"] * t) % 1.6 - 0.3
+    paint(img, d["y"] * h + margin, x * w + margin, d["r"] * s * 1.6,
+          ellipse(d["r"] * s, 1.5 * d["r"] * s), d["colour"])
+
+
+def render_frames(plan: VideoPlan) -> np.ndarray:
+    """uint8 [duration * fps, H, W, 3]."""
+    rng = np.random.default_rng(plan.seeds[0])
+    h, w = plan.size
+    q = plan.nuisance
+    m = canvas_margin(plan)
+    bg = background(rng, h + 2 * m, w + 2 * m)
+    offsets = camera_path(plan, rng)
+    n = plan.duration * plan.fps
+    frames = np.empty((n, h, w, 3), np.float32)
+    for k, (oy, ox) in enumerate(offsets):
+        t = k / plan.fps
+        img = bg.copy()
+        draw_distractor(img, plan, t, m)   # passes behind the object
+        draw_object(img, plan, t, m)
         frames[k] = img[oy:oy + h, ox:ox + w]
     t = np.arange(n) / plan.fps
     frames *= (255 * (1 + q["flicker"] * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 2 * np.pi))))[

@@ -26,6 +26,7 @@ from l3 import media
 from l3.demo.corpus.classes import CLASSES
 from l3.demo.corpus.plan import (CORPUS_VERSION, DEFAULT_VIDEOS_PER_CLASS, CorpusParams, VideoPlan,
                             plan_corpus, plan_video)
+from l3.demo.corpus.objects import OBJECT_SPLITS, OBJECTS_NAME, write_objects
 from l3.demo.corpus.render import render_video
 
 try:
@@ -66,6 +67,11 @@ class CorpusInfo:
     @property
     def csv_path(self) -> pathlib.Path:
         return self.root / CSV_NAME
+
+    @property
+    def objects_path(self) -> pathlib.Path:
+        """Per frame of each test video, where its object is (l3-boxes format; see `objects`)."""
+        return self.root / OBJECTS_NAME
 
     def split(self, name: str, *, related_only: bool = False) -> List[dict]:
         """Metadata of one split's videos (optionally only those with related sound)."""
@@ -159,7 +165,7 @@ def _remove_corpus_files(root: pathlib.Path, old_params: dict) -> None:
         for p in (root / plan.relpath, _partial_path(root / plan.relpath)):
             if p.exists():
                 p.unlink()
-    for name in (JSON_NAME, CSV_NAME, _IN_PROGRESS):
+    for name in (JSON_NAME, CSV_NAME, OBJECTS_NAME, _IN_PROGRESS):
         if (root / name).exists():
             (root / name).unlink()
 
@@ -206,6 +212,10 @@ def generate_corpus(root=None, *, num_classes: int = 10,
         with _locked(root):   # a second process (pytest-xdist, two demos) waits, then reuses
             info = _reuse(root, params, plans) or _generate(root, params, plans, workers, progress,
                                                             overwrite)
+    if not (root / OBJECTS_NAME).exists():   # a corpus from before objects.json existed
+        with _locked(root):
+            if not (root / OBJECTS_NAME).exists():
+                _write_objects(root, plans)
     info = dataclasses.replace(info, seconds=time.time() - start)
     if progress:
         print(f"corpus: {len(plans)} videos in {root} ({'reused' if info.reused else 'generated'}"
@@ -251,10 +261,16 @@ def _generate(root, params, plans, workers, progress, overwrite) -> CorpusInfo:
     classes = [{"name": c.name, "index": i, "visual": c.visual, "audio": c.audio}
                for i, c in enumerate(CLASSES[:params.num_classes])]
     _write_csv(root / CSV_NAME, plans)
+    _write_objects(root, plans)
     _write_json(root / JSON_NAME, {"generator": f"l3.demo.corpus v{CORPUS_VERSION}", "params": params.to_json(),
                                    "classes": classes, "videos": [p.meta() for p in plans]})
     (root / _IN_PROGRESS).unlink()
     return load_corpus(root)
+
+
+def _write_objects(root: pathlib.Path, plans: Sequence[VideoPlan]) -> None:
+    """root/objects.json: where the object is in every frame of the OBJECT_SPLITS videos."""
+    write_objects(root / OBJECTS_NAME, [p for p in plans if p.split in OBJECT_SPLITS])
 
 
 def _run(todo, workers: int, progress: bool) -> None:

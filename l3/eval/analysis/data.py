@@ -103,14 +103,26 @@ def clip_audio(audio: np.ndarray, audio_start: float, t: float, sample_rate: int
     return out
 
 
-def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
-               items_per_video: int = 1) -> Items:
-    """Reads labelled items from the TFRecord shards matching `pattern`.
+def clip_margin(preset: Preset) -> int:
+    """Extra 48 kHz samples to read on each side of a clip that `to_preset_rate` decimates."""
+    return preset.decimation * _DECIMATE_MARGIN_PER_FACTOR if preset.decimation > 1 else 0
 
-    Shards are interleaved (one record from each of up to 64 open shards in turn), so
-    a capped read is not dominated by the first shard. Videos with an empty label are skipped (they
-    cannot be scored against classes). Raises ValueError if nothing usable is found.
-    """
+
+def to_preset_rate(clips: np.ndarray, preset: Preset) -> np.ndarray:
+    """48 kHz clips [n, clip_samples * decimation + 2 clip_margin] -> [n, clip_samples] at the
+    preset's rate: decimated with the margin, which is then dropped (the FIR sees real audio
+    at the edges). Unchanged (float32) for 48 kHz presets."""
+    factor = preset.decimation
+    clips = np.asarray(clips, np.float32)
+    if factor > 1:
+        keep = clip_margin(preset) // factor
+        clips = audio_lib.decimate(clips, factor).numpy()[:, keep:keep + preset.clip_samples]
+    return np.ascontiguousarray(clips, np.float32)
+
+
+def read_records(pattern: str):
+    """Parsed records (numpy dicts, `l3.records.schema`) of the shards matching `pattern`,
+    interleaved one record per shard in turn (up to 64 shards open)."""
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise errors.MissingInputError(f"no files match {pattern!r}")
@@ -118,15 +130,24 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
         lambda path, size: shard_reader.read_shard(path, size, "skip"),  # warns, names the shard
         cycle_length=min(len(paths), 64), block_length=1,
         num_parallel_calls=1, deterministic=True).map(records.parse_example)
+    return ds.as_numpy_iterator()
 
-    factor = preset.decimation
-    margin = factor * _DECIMATE_MARGIN_PER_FACTOR if factor > 1 else 0
-    clip_48k = preset.clip_samples * factor
+
+def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
+               items_per_video: int = 1, labelled_only: bool = True) -> Items:
+    """Reads labelled items from the TFRecord shards matching `pattern`.
+
+    Shards are interleaved (one record from each of up to 64 open shards in turn), so
+    a capped read is not dominated by the first shard. Videos with an empty label are
+    skipped (they cannot be scored against classes) unless `labelled_only` is False
+    (then their items carry the label ""). Raises UsageError if nothing usable is found.
+    """
+    margin, clip_48k = clip_margin(preset), preset.clip_samples * preset.decimation
     images, waves, names, vids, times = [], [], [], [], []
     skipped = 0
-    for rec in ds.as_numpy_iterator():
+    for rec in read_records(pattern):
         label = rec[records.LABEL].decode()
-        if not label:
+        if not label and labelled_only:
             skipped += 1
             continue
         rate = int(rec[records.SAMPLE_RATE])
@@ -152,14 +173,9 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
     if skipped:
         logging.info("skipped %d unlabelled videos", skipped)
     if not names:
-        raise ValueError(f"no labelled videos in {pattern!r} ({skipped} without a label)")
+        raise errors.UsageError(f"no usable videos in {pattern!r} ({skipped} without a label)")
 
-    waves = np.stack(waves)
-    if factor > 1:
-        # Decimate with the extra margin, then drop it: the FIR sees real audio at the edges.
-        waves = audio_lib.decimate(waves, factor).numpy()
-        keep = margin // factor
-        waves = waves[:, keep:keep + preset.clip_samples]
+    waves = to_preset_rate(np.stack(waves), preset)
     class_names = sorted(set(names))
     index = {name: i for i, name in enumerate(class_names)}
     return Items(images=np.stack(images).astype(np.float32),

@@ -23,6 +23,7 @@ import keras
 
 from l3.model import frontend as _frontend  # noqa: F401  (registers LogSpectrogram for .keras loading)
 from l3.core import constants as C
+from l3.core import errors
 from l3.export import writer as export_lib
 from l3.model import network as model_lib
 from l3.core.presets import Preset, get_preset
@@ -93,3 +94,20 @@ def untrained_probes(preset: Preset, seed: int = 0, batch_size: int = 32) -> Dic
 def total_stride(preset: Preset) -> int:
     """Input pixels (or spectrogram cells) per conv4_2 cell: conv1_1 stride x three 2x2 pools."""
     return preset.conv1_1_stride * C.POOL_SIZE ** 3
+
+
+def exported_avc_model(export_dir: str) -> keras.Model:
+    """The whole AVC model of an `l3-export` directory (its `avc.keras`), with the
+    sub-models "vision_network", "audio_network" and "fusion" (`l3.model.network.subnetworks`)."""
+    path = os.path.join(export_dir, export_lib.AVC + ".keras")
+    if not os.path.exists(path):
+        raise errors.MissingInputError(f"{path} not found: retrieval and localization need the "
+                                "export's avc.keras (written by l3-export)")
+    return keras.models.load_model(path, compile=False)
+
+
+def untrained_avc_model(preset: Preset, seed: int = 0) -> keras.Model:
+    """A freshly initialised AVC model of `preset` (Keras seeded with `seed`): the
+    "untrained network" row of every comparison."""
+    keras.utils.set_random_seed(seed)
+    return model_lib.build_avc_model(preset, name="l3_untrained")

@@ -316,3 +316,52 @@ def summary_figure(path: str, nmi: Optional[Dict], units: Optional[Dict],
     if not panels:
         axes[0, 0].text(0.5, 0.5, "nothing to summarise", ha="center")
     return _save(fig, path)
+
+
+def localization_figure(path: str, frames: np.ndarray, heatmaps: Dict[str, np.ndarray],
+                        boxes: Sequence[np.ndarray], distractor_boxes: Sequence[np.ndarray],
+                        row_titles: Sequence[str], cious: Dict[str, Sequence[float]]) -> str:
+    """Sound-source heatmaps on frames, the true boxes drawn.
+
+    frames uint8 [n, E, E, 3]; heatmaps {column title: [n, E, E]} (any scale: each is
+    min-max normalised, as the metric does); boxes / distractor_boxes per row [k, 4]
+    normalised (green: the sounding object; dashed white: a silent distractor);
+    cious {column title: [n]}. The white contour is the median rule's region (the
+    pixels cIoU counts as predicted).
+    """
+    from matplotlib.patches import Rectangle  # noqa: PLC0415
+    n, cols = len(frames), 1 + len(heatmaps)
+    size = frames.shape[1]
+    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.2 * n), squeeze=False)
+
+    def draw_boxes(ax):
+        for (x1, y1, x2, y2) in np.asarray(boxes[r]) * size:
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="#2da44e", lw=2))
+        for (x1, y1, x2, y2) in np.asarray(distractor_boxes[r]).reshape(-1, 4) * size:
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", lw=1.2,
+                                   ls="--"))
+
+    for r in range(n):
+        ax = axes[r, 0]
+        ax.imshow(frames[r])
+        draw_boxes(ax)
+        ax.set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=8, labelpad=6)
+        if r == 0:
+            ax.set_title("frame, true box", fontsize=9)
+        for c, (title, maps) in enumerate(heatmaps.items(), start=1):
+            ax = axes[r, c]
+            heat = np.asarray(maps[r], np.float64)
+            lo, hi = heat.min(), heat.max()
+            norm = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+            ax.imshow(frames[r])
+            ax.imshow(norm, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            median = np.sort(norm.ravel())[norm.size // 2]
+            if 0 < median < 1:
+                ax.contour(norm >= median, levels=[0.5], colors="white", linewidths=1)
+            draw_boxes(ax)
+            ax.set_title((f"{title}\n" if r == 0 else "") + f"cIoU {cious[title][r]:.2f}", fontsize=8)
+        for ax in axes[r]:
+            _clean(ax)
+    fig.suptitle("Where the sound comes from: heatmaps on held-out frames (green: true box)",
+                 fontsize=10)
+    return _save(fig, path)

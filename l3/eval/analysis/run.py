@@ -14,7 +14,15 @@ architecture, and runs the analyses named in `analyses`:
              units (Figures 3, 4, 7, 9), and a summary bar chart beside the paper
   tsne       Figure 10: t-SNE of both embeddings, trained vs untrained
   projector  TensorBoard projector files under output_dir/projector
+  retrieval  image -> audio and audio -> image retrieval (`l3.eval.retrieval`): R@K,
+             median rank, class P@K and mAP; trained, untrained, chance
+                                                            -> results["retrieval"]
+  localization  sound-source localization against the boxes in `boxes`
+             (`l3.eval.localization_run`): cIoU@0.5 and AUC, trained, untrained,
+             unconditioned map, centre prior; output_dir/localization.png
+                                                         -> results["localization"]
 
+With `analyses=None` every analysis runs, localization only when `boxes` is given.
 It writes PNGs and `analysis.json` (the returned dict) under `output_dir`.
 `format_table(results)` renders the numbers beside the paper's.
 """
@@ -27,10 +35,11 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from l3.core import constants as C
-from l3.core import fileio
+from l3.core import errors, fileio
+from l3.eval import localization_run, retrieval
 from l3.eval.analysis import clustering, data, encoders, figures, projector, units
 
-ANALYSES = ("nmi", "units", "figures", "tsne", "projector")
+ANALYSES = ("nmi", "units", "figures", "tsne", "projector", "retrieval", "localization")
 NETWORKS = ("trained", "untrained")
 RESULTS_JSON = "analysis.json"
 FIGURE_FILES = {
@@ -89,9 +98,10 @@ def _unit_figures(out: Dict, output_dir: str, items: data.Items, probe: encoders
 
 
 def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
-            analyses=ANALYSES, num_items: Optional[int] = 2000, clusters: int = C.KMEANS_CLUSTERS,
+            analyses=None, num_items: Optional[int] = 2000, clusters: int = C.KMEANS_CLUSTERS,
             seed: int = 0, items_per_video: int = 1, top_k: int = C.UNIT_TOP_K,
-            num_figure_units: int = 6, batch_size: int = 32,
+            num_figure_units: int = 6, batch_size: int = 32, boxes: Optional[str] = None,
+            retrieval_items_per_video: int = 1, localization_frames_per_video: int = 1,
             log: Callable[[str], None] = logging.info) -> Dict:
     """Runs the analyses on the export at `export_dir`; writes figures and analysis.json.
 
@@ -99,15 +109,23 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
       export_dir: an `l3-export` directory (export.json + .keras encoders).
       data_pattern: glob of labelled TFRecord shards of held-out videos.
       output_dir: created if needed; gets the PNGs, analysis.json, projector/.
-      analyses: names from ANALYSES (a list or a comma-separated string).
+      analyses: names from ANALYSES (a list or a comma-separated string); None: all of
+        them, localization only with `boxes`.
       num_items: cap on items read (None: all); clusters: k of k-means (capped at
         the number of items); seed: k-means, t-SNE, tie-breaking, the untrained
         network's initialisation; items_per_video: frames (each with its 1 s of
         audio) per video; top_k: items ranked per unit (paper: 5);
         num_figure_units: rows of the unit figures; batch_size: inference batch.
+      boxes: an l3-boxes or VGG-SS file (`l3.eval.localization_io`) for localization;
+        retrieval_items_per_video, localization_frames_per_video: their items per video
+        (retrieval reads up to `num_items` items, unlabelled videos too).
     Returns: the dict written to analysis.json (layout in the docstring of l3.bin.analyze).
     """
+    if analyses is None:
+        analyses = [a for a in ANALYSES if a != "localization" or boxes is not None]
     analyses = _parse_analyses(analyses)
+    if "localization" in analyses and boxes is None:
+        raise errors.UsageError("the localization analysis needs a box file (boxes / --boxes)")
     os.makedirs(output_dir, exist_ok=True)
     timings: Dict[str, float] = {}
     t0 = time.time()
@@ -194,6 +212,23 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
                                 for k, v in files.items()}
         timings["projector"] = time.time() - t
 
+    if "retrieval" in analyses:
+        t = time.time()
+        results["retrieval"] = retrieval.evaluate_retrieval(
+            export_dir, data_pattern, max_items=num_items,
+            items_per_video=retrieval_items_per_video, seed=seed, batch_size=batch_size)
+        timings["retrieval"] = time.time() - t
+
+    if "localization" in analyses:
+        t = time.time()
+        results["localization"] = localization_run.evaluate_localization(
+            export_dir, data_pattern, boxes, output_dir,
+            frames_per_video=localization_frames_per_video, seed=seed, batch_size=batch_size)
+        if results["localization"].get("figure"):
+            results["figures"]["localization"] = os.path.join(output_dir,
+                                                              results["localization"]["figure"])
+        timings["localization"] = time.time() - t
+
     if "nmi" in results or "unit_preference" in results:
         results["figures"]["summary"] = figures.summary_figure(
             os.path.join(output_dir, FIGURE_FILES["summary"]), results.get("nmi"),
@@ -207,10 +242,13 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
     return results
 
 
-def format_table(results: Dict, sections: Sequence[str] = ("nmi", "units", "figures")) -> str:
-    """Our numbers beside the paper's (Table 4 and section 3.5.3), as plain text.
+def format_table(results: Dict, sections: Sequence[str] = ("nmi", "units", "retrieval",
+                                                          "localization", "figures")) -> str:
+    """Our numbers beside the paper's (Table 4 and section 3.5.3), as plain text, then
+    retrieval and localization (beyond the paper).
 
-    `sections`: which of "nmi", "units", "figures" (the list of files) to include.
+    `sections`: which of "nmi", "units", "retrieval", "localization", "figures" (the list
+    of files) to include.
     """
     lines = []
     d = results.get("data", {})
@@ -248,6 +286,10 @@ def format_table(results: Dict, sections: Sequence[str] = ("nmi", "units", "figu
                         "chance": "chance (shuffled labels)"}[net]
                 lines.append(f"  {f'{t} of top {k}, {name}':34s}{fmt(v)}{pfmt(pv)}"
                              f"{fmt(a)}{pfmt(pa)}")
+    if "retrieval" in results and "retrieval" in sections:
+        lines += ["", retrieval.format_table(results["retrieval"])]
+    if "localization" in results and "localization" in sections:
+        lines += ["", localization_run.format_table(results["localization"])]
     if results.get("figures") and "figures" in sections:
         lines.append("")
         lines.append("figures: " + ", ".join(sorted(results["figures"].values())))

@@ -30,13 +30,17 @@ DEFAULT_CLASSES = ("playing accordion", "playing bass guitar", "lawn mowing",
                    "tap dancing", "typing", "playing xylophone")
 
 
+def _square(class_index: int, height: int, width: int):
+    """(top, left, side) of the class's bright square."""
+    side = height // 3
+    return (class_index * side // 2) % (height - side), (class_index * 37) % (width - side), side
+
+
 def _frame(rng, class_index: int, num_classes: int, height: int, width: int) -> np.ndarray:
     hue = class_index / max(num_classes, 1)
     base = np.array([0.5 + 0.5 * np.cos(2 * np.pi * (hue + k / 3)) for k in range(3)])
     img = base * 0.6 + 0.15 * rng.standard_normal((height, width, 3))
-    side = height // 3
-    top = (class_index * side // 2) % (height - side)
-    left = (class_index * 37) % (width - side)
+    top, left, side = _square(class_index, height, width)
     img[top:top + side, left:left + side] = 1.0 - base
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -55,11 +59,13 @@ def _audio(rng, class_index: int, samples: int, rate: int) -> np.ndarray:
 def write_labelled_shards(directory: str, *, num_videos: int = 24, num_shards: int = 2,
                           seconds: float = 2.0, fps: float = 2.0,
                           classes: Sequence[str] = DEFAULT_CLASSES, split: str = "test",
-                          frame_size=(96, 128), seed: int = 0) -> List[str]:
+                          frame_size=(96, 128), seed: int = 0,
+                          boxes_path: Optional[str] = None) -> List[str]:
     """Writes `num_videos` labelled videos (classes round-robin) to `{split}-*.tfrecord`.
 
     Returns the shard paths. Frames are JPEGs of `frame_size` (height, width),
-    audio is 48 kHz int16 starting at time 0.
+    audio is 48 kHz int16 starting at time 0. `boxes_path`: also write the bright
+    square's box in every frame there (l3-boxes format, `l3.eval.localization_io`).
     """
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -81,6 +87,16 @@ def write_labelled_shards(directory: str, *, num_videos: int = 24, num_shards: i
     finally:
         for w in writers:
             w.close()
+    if boxes_path is not None:
+        from l3.eval import localization_io  # noqa: PLC0415
+        h, w = frame_size
+        videos = {}
+        for v in range(num_videos):
+            top, left, side = _square(v % len(classes), h, w)
+            box = [left / w, top / h, (left + side) / w, (top + side) / h]
+            videos[f"{split}_{v:04d}"] = {"label": classes[v % len(classes)], "frames": [
+                {"time": float(t), "boxes": [box]} for t in frame_times]}
+        localization_io.write_truth(boxes_path, videos)
     return paths
 
 

@@ -1,0 +1,86 @@
+"""l3-localize: where in the frame is the thing that sounds (sound-source localization).
+
+  l3-localize --export_dir=demo_work/export \\
+      --data_pattern='demo_work/tfrecords/test-*.tfrecord' \\
+      --boxes=demo_work/corpus/objects.json --output_dir=demo_work/localization
+  l3-localize --export_dir=... --data_pattern='vggsound/test-*.tfrecord' --boxes=vggss.json ...
+
+For each annotated frame of the held-out records (`--frames_per_video` per video) and
+the 1 s of audio centred on it, makes a heatmap from the export's network conditioned
+on that sound (`--method`: gradcam, Grad-CAM of the correspondence log-odds on conv4_2;
+fusion_map, the fusion head applied to each conv4_2 cell), and scores it against the
+true boxes (or masks, `--gt=mask`) with EZ-VSL's cIoU: cIoU@0.5 and the AUC of the
+success rate over thresholds 0..1 in steps of 0.05. Beside it: the same heatmap with
+another video's sound, an untrained network, the network's unconditioned activation
+map and a centre prior; and, when the box file describes them, the same numbers per
+case (clean, distractor visible, off-screen sound, silent gap, unrelated sound).
+
+Instead of records, --media_dir reads a folder in the layout of the VGG-SS and
+Flickr-SoundNet test sets as EZ-VSL reads them: frames/<id>.jpg (the annotated frame)
+and audio/<id>.wav (the 1 s centred on the frame's time, or on the audio's middle), for
+the ids of the box file (l3-boxes or vggss.json; Flickr-SoundNet's XML annotations must
+first be converted to l3-boxes):
+
+  l3-localize --export_dir=... --media_dir=/data/vggss_test --boxes=vggss.json --output_dir=out
+
+--boxes: an l3-boxes file (format in `l3.eval.localization_io`; the demo corpus writes
+objects.json, `l3-build-tfrecords --boxes` copies one beside the shards) or VGG-SS's
+annotation list (vggss.json: the middle frame of each clip).
+
+Writes output_dir/localization.json (every number, each item's cIoUs) and
+output_dir/localization.png (heatmaps on frames with the true boxes).
+"""
+
+from absl import flags
+
+from l3.core import cli, errors
+from l3.eval import localization, localization_data, localization_run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("export_dir", None, "An l3-export directory (needs its avc.keras).")
+flags.DEFINE_string("data_pattern", None, "Glob of held-out TFRecord shards.")
+flags.DEFINE_string("media_dir", None, "Instead of records: a folder with frames/<id>.jpg and "
+                    "audio/<id>.wav (the VGG-SS / Flickr-SoundNet test layout).")
+flags.DEFINE_string("boxes", None, "Box file: l3-boxes JSON or VGG-SS's vggss.json.")
+flags.DEFINE_string("output_dir", None, "Where to write localization.json and the figure.")
+flags.DEFINE_enum("method", "gradcam", list(localization.METHODS), "Heatmap of the trained row.")
+flags.DEFINE_integer("frames_per_video", 1, "Annotated frames per video (each with its 1 s).")
+flags.DEFINE_enum("view", "squeeze", list(localization_data.VIEWS),
+                  "squeeze: whole frame resized to the input (the literature's); "
+                  "center_crop: the network's evaluation crop.")
+flags.DEFINE_enum("gt", "box", list(localization_data.GT_KINDS), "Ground truth: boxes or masks.")
+flags.DEFINE_float("tolerance", 0.1, "Seconds between a record's frame and an annotated frame.")
+flags.DEFINE_integer("max_items", 0, "At most this many frames (0: all).")
+flags.DEFINE_bool("untrained", True, "Also score an untrained network of the same preset.")
+flags.DEFINE_integer("seed", 0, "Seed: untrained network, the other-sound permutation.")
+flags.DEFINE_integer("figure_items", 6, "Rows of the figure (0: no figure).")
+flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
+flags.mark_flags_as_required(["export_dir", "boxes", "output_dir"])
+flags.mark_flags_as_mutual_exclusive(["data_pattern", "media_dir"], required=True)
+
+
+def main(argv):
+    del argv
+    cli.check_exists("export_dir", kind="dir")
+    cli.check_matches("data_pattern")
+    cli.check_exists("media_dir", kind="dir")
+    cli.check_exists("boxes", kind="file")
+    cli.check_output_dir("output_dir")
+    if FLAGS.frames_per_video < 1:
+        raise errors.UsageError(f"--frames_per_video={FLAGS.frames_per_video} must be >= 1")
+    result = localization_run.evaluate_localization(
+        FLAGS.export_dir, FLAGS.data_pattern, FLAGS.boxes, FLAGS.output_dir,
+        media_dir=FLAGS.media_dir, method=FLAGS.method, frames_per_video=FLAGS.frames_per_video, view=FLAGS.view,
+        gt=FLAGS.gt, tolerance=FLAGS.tolerance, max_items=FLAGS.max_items or None,
+        untrained=FLAGS.untrained, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+        figure_items=FLAGS.figure_items, log=print)
+    print(localization_run.format_table(result))
+    print(f"wrote {FLAGS.output_dir}/{localization_run.RESULTS_JSON}")
+
+
+def run():
+    cli.run(main, "l3-localize")
+
+
+if __name__ == "__main__":
+    run()

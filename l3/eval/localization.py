@@ -1,0 +1,172 @@
+"""Sound-source localization: heatmaps conditioned on the sound, and the metrics cIoU and AUC.
+
+Heatmaps, per (frame, sound) pair, on the vision conv4_2 map A [h, w, C] (after ReLU;
+pool4, the embedding, is its global max v = max_xy A):
+
+* `gradcam` (default): Grad-CAM (Selvaraju et al., ICCV 2017) of the correspondence
+  log-odds y = l1 - l0 (the fusion's "corresponds" minus "does not" logit, the
+  quantity P(corresponds) = sigmoid(y) ranks by): alpha_k = mean_xy dy/dA_k,
+  map = sum_k alpha_k A_k. Through the global max, dy/dA_k reaches one cell per
+  channel, so alpha_k = (dy/dv_k) / (h w), and dy/dv = W_v^T (dw * [W_v v + W_a a + b1 > 0])
+  depends on the sound through which fusion units it switches on. Grad-CAM's final
+  ReLU is left out (`relu=True` restores it): it is monotone, so it cannot change which
+  half of the pixels ranks highest, except by tying every negative cell at 0; when
+  more than half of a map is negative, the median rule below (pixels >= the median)
+  would then select the whole frame.
+* `fusion_map`: the fusion's log-odds with each cell's feature put in place of the
+  pooled embedding, dw . relu(W_v A_xy + W_a a + b1) + db ("which cell, alone, would
+  the network say this sound belongs to"). Without fc1's ReLU it would be Grad-CAM's
+  map before its ReLU up to a constant; with it, each cell gets its own gating.
+* baselines: `unconditioned_map`, the same network's sound-free activation map, the
+  mean of A over channels (EZ-VSL's object-saliency map: the mean |feature| over
+  channels); `center_prior`, a Gaussian at the frame centre (after the median
+  threshold below: the central ellipse of half the frame).
+
+A map [h, w] is upsampled to the evaluation size (224) bilinearly with cell (i, j)
+covering input pixels [i s, (i + 1) s) (`scipy.ndimage.zoom`, grid_mode; EZ-VSL's
+align_corners=True would push a 4 x 4 map's cells outward by up to 28 of 224 pixels).
+
+Metrics, as EZ-VSL's evaluation defines them (github.com/stoneMo/EZ-VSL, test.py and
+utils.py; the same code in LVS/SLAVC/Mo & Morgado), for each item:
+
+  pred   = min-max normalised map (EZ-VSL `normalize_img`; a constant map stays as is)
+  thr    = sort(pred.flatten())[int(224 * 224 * 0.5)]       (the median value)
+  P      = pred >= thr                                     (about half the pixels)
+  cIoU   = sum(P * G) / (sum(G) + sum(P * (G == 0)))       (G: ground-truth map, `localization_io`)
+
+and over the items: cIoU@0.5 = mean(cIoU >= 0.5) (EZ-VSL's "AP50"); AUC = the area,
+by the trapezoidal rule, under the success rate mean(cIoU >= t) for t = 0.05 i,
+i = 0..20 (`sklearn.metrics.auc`); mean cIoU. With P half the frame, cIoU is the IoU of
+P and G (for G in {0, 1}), so cIoU >= 0.5 needs a ground truth of at least a quarter of
+the frame.
+"""
+
+from typing import Dict, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from l3.eval import localization_io
+
+EVAL_SIZE = localization_io.EVAL_SIZE
+CIOU_SUCCESS = 0.5
+AUC_THRESHOLDS = tuple(0.05 * i for i in range(21))   # EZ-VSL: [0.05 * i for i in range(21)]
+METHODS = ("gradcam", "fusion_map")
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+def normalize(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (EZ-VSL's normalize_img); a constant map is returned unchanged."""
+    m = np.asarray(heatmap, np.float64)
+    lo, hi = m.min(), m.max()
+    return (m - lo) / (hi - lo) if hi > lo else m
+
+
+def binarize(pred: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """pred >= its value at index int(H W fraction) of the sorted map (EZ-VSL: the median)."""
+    thr = np.sort(pred.ravel())[int(pred.shape[0] * pred.shape[1] * fraction)]
+    return pred >= thr
+
+
+def ciou(heatmap: np.ndarray, gt_map: np.ndarray) -> float:
+    """Consensus IoU of one heatmap [E, E] against a ground-truth map [E, E] (module docstring)."""
+    pred = binarize(normalize(heatmap)).astype(np.float64)
+    gt = np.asarray(gt_map, np.float64)
+    return float(np.sum(pred * gt) / (np.sum(gt) + np.sum(pred * (gt == 0))))
+
+
+def summarize(cious: Sequence[float]) -> Dict[str, float]:
+    """{"cIoU@0.5", "AUC", "mean_cIoU", "n"} of per-item cIoUs (module docstring)."""
+    c = np.asarray(cious, np.float64)
+    if not len(c):
+        return {"cIoU@0.5": None, "AUC": None, "mean_cIoU": None, "n": 0}
+    rates = [float(np.mean(c >= t)) for t in AUC_THRESHOLDS]
+    return {"cIoU@0.5": float(np.mean(c >= CIOU_SUCCESS)),
+            "AUC": float(np.trapezoid(rates, AUC_THRESHOLDS)),
+            "mean_cIoU": float(np.mean(c)), "n": int(len(c))}
+
+
+def upsample(heatmap: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """[h, w] -> float64 [size, size], bilinear, cell (i, j) covering its share of the frame."""
+    m = np.asarray(heatmap, np.float64)
+    return ndimage.zoom(m, (size / m.shape[0], size / m.shape[1]), order=1, mode="nearest",
+                        grid_mode=True)
+
+
+def center_prior(size: int = EVAL_SIZE, sigma: float = 0.25) -> np.ndarray:
+    """A Gaussian at the centre, sigma a fraction of the side: float64 [size, size]."""
+    c = (np.arange(size) + 0.5) / size - 0.5
+    return np.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (2 * sigma ** 2))
+
+
+# --- heatmaps ---------------------------------------------------------------------------
+
+class Localizer:
+    """Heatmaps of one AVC model (`l3.model.network.build_avc_model` or an export's avc.keras).
+
+    Layers are read by their public names: the vision network's "conv4_2_relu" (whose
+    global max is "pool4"), the fusion's "fc1" and "fc2".
+    """
+
+    def __init__(self, avc_model, batch_size: int = 32):
+        import keras  # noqa: PLC0415 (TensorFlow only where heatmaps are made)
+        from l3.eval import retrieval  # noqa: PLC0415
+        from l3.model import network as model_lib  # noqa: PLC0415
+        nets = model_lib.subnetworks(avc_model)
+        vision = nets[model_lib.VISION]
+        self._maps = keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)
+        self._audio = nets[model_lib.AUDIO]
+        self._fusion = nets["fusion"]
+        self.parts = retrieval.fusion_parts(self._fusion)
+        self.batch_size = batch_size
+
+    def _batched(self, fn, *arrays) -> np.ndarray:
+        n = len(arrays[0])
+        return np.concatenate([np.asarray(fn(*(a[i:i + self.batch_size] for a in arrays)))
+                               for i in range(0, n, self.batch_size)])
+
+    def conv_maps(self, images: np.ndarray) -> np.ndarray:
+        """float32 [n, S, S, 3] in [0, 1] -> conv4_2 after ReLU, float32 [n, h, w, C]."""
+        return self._batched(lambda x: self._maps(x, training=False), np.asarray(images, np.float32))
+
+    def audio_embeddings(self, waveforms: np.ndarray) -> np.ndarray:
+        """float32 [n, N] -> pool4 embeddings [n, D]."""
+        return self._batched(lambda x: self._audio(x, training=False),
+                             np.asarray(waveforms, np.float32))
+
+    def gradcam(self, maps: np.ndarray, audio: np.ndarray, relu: bool = False) -> np.ndarray:
+        """Grad-CAM of y = l1 - l0 for pairs (maps[i], audio[i]): float32 [n, h, w]
+        (before Grad-CAM's final ReLU unless `relu`; module docstring)."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        def one_batch(m, a):
+            m, a = tf.convert_to_tensor(m), tf.convert_to_tensor(a)
+            with tf.GradientTape() as tape:
+                tape.watch(m)
+                logits = self._fusion([tf.reduce_max(m, axis=[1, 2]), a], training=False)
+                y = logits[:, 1] - logits[:, 0]
+            grads = tape.gradient(y, m)                         # [b, h, w, C]
+            alpha = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+            cam = tf.reduce_sum(alpha * m, axis=-1)
+            return tf.nn.relu(cam) if relu else cam
+        return self._batched(one_batch, np.asarray(maps, np.float32), np.asarray(audio, np.float32))
+
+    def fusion_map(self, maps: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """Per-cell fusion log-odds for pairs (maps[i], audio[i]): float32 [n, h, w]."""
+        p = self.parts
+        cells = np.asarray(maps, np.float32) @ p.w_vision + p.bias          # [n, h, w, H]
+        sound = (np.asarray(audio, np.float32) @ p.w_audio)[:, None, None]  # [n, 1, 1, H]
+        return np.maximum(cells + sound, 0.0) @ p.delta_w + p.delta_b
+
+    def heatmaps(self, maps: np.ndarray, audio: np.ndarray, method: str = "gradcam") -> np.ndarray:
+        if method == "gradcam":
+            return self.gradcam(maps, audio)
+        if method == "fusion_map":
+            return self.fusion_map(maps, audio)
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+
+
+def unconditioned_map(maps: np.ndarray) -> np.ndarray:
+    """The sound-free activation map: mean of conv4_2 (after ReLU) over channels, [n, h, w]."""
+    return np.asarray(maps, np.float32).mean(-1)

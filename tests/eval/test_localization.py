@@ -1,0 +1,203 @@
+"""Sound-source localization (l3.eval.localization, localization_io): cIoU and AUC against
+hand-computed values, ground-truth maps, the box formats, and heatmaps of hand-built networks
+whose answer depends on one region."""
+
+import json
+
+import numpy as np
+import pytest
+
+from l3.core import errors
+from l3.eval import localization as loc
+from l3.eval import localization_io as lio
+
+RAMP = np.arange(16, dtype=float).reshape(4, 4)   # normalised /15; median index 8 -> value 8
+
+
+def test_ciou_by_hand():
+    # The top half of the values (>= 8) is the bottom two rows: 8 pixels.
+    left = np.zeros((4, 4))
+    left[:, :2] = 1                                     # 8 pixels, 4 of them predicted
+    assert loc.ciou(RAMP, left) == pytest.approx(4 / (8 + 4))
+    corner = np.zeros((4, 4))
+    corner[2:, 2:] = 1                                  # inside the prediction
+    assert loc.ciou(RAMP, corner) == pytest.approx(4 / (4 + 4))
+    assert loc.ciou(RAMP * 3 + 7, corner) == loc.ciou(RAMP, corner)   # scale-free
+    consensus = corner * 0.5                            # Flickr-style weights
+    assert loc.ciou(RAMP, consensus) == pytest.approx(2 / (2 + 4))
+    # A constant map (a dead network) predicts everything: cIoU = |G| / all pixels.
+    assert loc.ciou(np.ones((4, 4)), corner) == pytest.approx(4 / 16)
+
+
+def test_success_rate_auc_by_hand():
+    s = loc.summarize([0.0, 0.52, 1.0, 0.27])
+    assert s["cIoU@0.5"] == 0.5 and s["n"] == 4
+    assert s["mean_cIoU"] == pytest.approx((0.52 + 1 + 0.27) / 4)
+    # Success rate: 1 at t = 0, 3/4 for t in 0.05..0.25, 1/2 for 0.30..0.50, 1/4 up to 1.0.
+    by_hand = (0.05 * (1 + 0.75) / 2 + 4 * 0.05 * 0.75 + 0.05 * (0.75 + 0.5) / 2
+               + 4 * 0.05 * 0.5 + 0.05 * (0.5 + 0.25) / 2 + 9 * 0.05 * 0.25)
+    assert s["AUC"] == pytest.approx(by_hand) == pytest.approx(0.45625)
+    assert loc.summarize([1.0] * 3)["AUC"] == pytest.approx(1.0)
+
+
+def test_box_map_is_ezvsl_bbox2gtmap():
+    g = lio.box_map(np.array([[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 0.1, 0.1]]), size=8)
+    want = np.zeros((8, 8))
+    want[4:8, 2:6] = 1          # int(0.25 * 8) = 2 .. int(0.75 * 8) = 6, rows 4..8
+    want[0:0, 0:0] = 1          # int(0.1 * 8) = 0: an empty box adds nothing
+    np.testing.assert_array_equal(g, want)
+    # Coordinates outside [0, 1] are clipped (VGG-SS: np.clip(bbox, 0, 1)).
+    np.testing.assert_array_equal(lio.box_map([[-0.5, -1, 2, 0.5]], 4), np.r_[np.ones((2, 4)), np.zeros((2, 4))])
+
+
+def test_mask_map_and_crop_window():
+    mask = np.zeros((4, 8), bool)
+    mask[:, 4:] = True                                   # right half
+    rle = lio.rle_encode(mask)
+    np.testing.assert_array_equal(lio.mask_map(rle, 4)[:, :2], 0)
+    np.testing.assert_array_equal(lio.mask_map(rle, 4)[:, 2:], 1)
+    # The centre half of the width, as a window: its right half is the mask.
+    np.testing.assert_array_equal(lio.mask_map(rle, 4, (0.25, 0, 0.75, 1))[0], [0, 0, 1, 1])
+    np.testing.assert_allclose(lio.crop_boxes([[0.5, 0.0, 1.0, 1.0]], (0.25, 0, 0.75, 1)),
+                               [[0.5, 0.0, 1.0, 1.0]])
+    assert lio.crop_boxes([[0.0, 0.0, 0.2, 1.0]], (0.25, 0, 0.75, 1)).shape == (0, 4)
+
+
+def test_upsample_keeps_cells_in_place():
+    m = np.zeros((4, 4))
+    m[1, 2] = 1.0
+    up = loc.upsample(m, 224)
+    y, x = np.unravel_index(np.argmax(up), up.shape)
+    assert 56 <= y < 112 and 112 <= x < 168              # cell (1, 2)'s share of the frame
+    np.testing.assert_allclose(loc.upsample(np.full((4, 4), 3.0), 224), 3.0)
+
+
+def test_read_vggss_and_l3_formats(tmp_path):
+    vgg = tmp_path / "vggss.json"
+    vgg.write_text(json.dumps([{"file": "abc_000030", "class": "dog barking",
+                                "bbox": [[0.1, 0.2, 0.5, 1.2]]}]))
+    truth = lio.read_truth(str(vgg))
+    frame = lio.match_video(truth, "abc_000030_000040").at(5.0, 0.1)    # Kinetics-style record id
+    np.testing.assert_allclose(frame.boxes, [[0.1, 0.2, 0.5, 1.0]])     # clipped to [0, 1]
+    assert frame.time is None and truth["abc_000030"].attributes["label"] == "dog barking"
+    assert lio.match_video(truth, "abc_000031_000041") is None
+    own = tmp_path / "boxes.json"
+    lio.write_truth(str(own), {"v1": {"frames": [{"time": 0.5, "boxes": [[0, 0, 0.5, 0.5]]},
+                                                 {"time": 0.0, "boxes": []}]}})
+    v = lio.read_truth(str(own))["v1"]
+    assert [f.time for f in v.frames] == [0.0, 0.5]
+    assert v.at(0.45, 0.1).time == 0.5 and v.at(0.3, 0.1) is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"videos": {}}', "neither 'l3-boxes/1'"),
+    ('{"format": "l3-boxes/1", "videos": {"v": {"frames": [{"time": 0}]}}}', "has no \"boxes\""),
+    ('{"format": "l3-boxes/1", "videos": {"v": {"frames": [{"time": 0, "boxes": [[1, 0, 0, 1]]}]}}}',
+     "x2 < x1"),
+    ('[{"file": "x"}]', "no \"file\" or \"bbox\""),
+    ("not json", "is not JSON"),
+])
+def test_bad_box_files_are_one_line_usage_errors(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(errors.UsageError, match=message) as e:
+        lio.read_truth(str(path))
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(errors.MissingInputError):
+        lio.read_truth(str(tmp_path / "missing.json"))
+
+
+# --- heatmaps of hand-built networks -----------------------------------------------------
+
+def _two_colour_avc(fc1_kernel, fc1_bias):
+    """An AVC model with L3's layer names on 8x8 frames: conv4_2 has a red and a blue
+    channel (1x1 conv), pool4 their global max; audio is a 2-vector passed through; the
+    fusion's fc1 is given, fc2 says l1 = h0 + h1, l0 = 0."""
+    import keras
+    from keras import layers
+    image = keras.Input((8, 8, 3), name="image")
+    x = layers.Conv2D(2, 1, use_bias=False, name="conv4_2")(image)
+    x = layers.ReLU(name="conv4_2_relu")(x)
+    vision = keras.Model(image, layers.GlobalMaxPooling2D(name="pool4")(x), name="vision_network")
+    vision.get_layer("conv4_2").set_weights([np.array([[[[1, 0], [0, 0], [0, 1]]]], np.float32)])
+    wave = keras.Input((2,), name="waveform")
+    audio = keras.Model(wave, layers.Identity(name="pool4")(wave), name="audio_network")
+    v, a = keras.Input((2,)), keras.Input((2,))
+    h = layers.Dense(2, activation="relu", name="fc1")(layers.Concatenate(name="concat")([v, a]))
+    fusion = keras.Model([v, a], layers.Dense(2, name="fc2")(h), name="fusion")
+    fusion.get_layer("fc1").set_weights([np.asarray(fc1_kernel, np.float32), np.asarray(fc1_bias, np.float32)])
+    fusion.get_layer("fc2").set_weights([np.array([[0, 1], [0, 1]], np.float32), np.zeros(2, np.float32)])
+    img_in = keras.Input((8, 8, 3), name="image")
+    wav_in = keras.Input((2,), name="waveform")
+    return keras.Model({"image": img_in, "waveform": wav_in},
+                       fusion([vision(img_in), audio(wav_in)]), name="tiny_avc")
+
+
+def _red_and_blue():
+    rng = np.random.default_rng(0)
+    img = 0.2 * rng.random((1, 8, 8, 3)).astype(np.float32)   # dim noise everywhere
+    img[0, :4, :4, 0] = 1.0      # red, top left
+    img[0, 4:, 4:, 2] = 1.0      # blue, bottom right, just as bright
+    return img
+
+
+def test_gradcam_lands_where_the_answer_depends():
+    """The answer depends on the red channel only (fc1 reads v_red): Grad-CAM is exactly
+    A_red / 64 by hand, high on the red square, noise-level on the equally bright blue
+    one; the unconditioned map lights both."""
+    model = _two_colour_avc([[1, 0], [0, 0], [0, 0], [0, 0]], [0, 0])
+    loc_ = loc.Localizer(model)
+    maps = loc_.conv_maps(_red_and_blue())
+    a = loc_.audio_embeddings(np.zeros((1, 2), np.float32))
+    cam = loc_.heatmaps(maps, a, "gradcam")[0]
+    np.testing.assert_allclose(cam, maps[0, :, :, 0] / 64, atol=1e-7)
+    assert cam[:4, :4].min() > 5 * cam[4:, 4:].max()
+    red = np.zeros((224, 224))
+    red[:112, :112] = 1
+    # The top half of the map holds the whole red square: cIoU = (1/4) / (1/2).
+    assert loc.ciou(loc.upsample(cam), red) == pytest.approx(0.5, abs=0.02)
+    plain = loc.unconditioned_map(maps)[0]
+    assert plain[4:, 4:].mean() == pytest.approx(plain[:4, :4].mean(), rel=0.05)
+
+
+def test_relu_ties_would_select_the_whole_frame():
+    """Why the metric uses Grad-CAM before its ReLU: a map negative on more than half the
+    frame becomes a tie at 0 there, and the median rule (>= median) then keeps everything."""
+    cam = -1.0 - np.arange(16.0).reshape(4, 4)           # negative, without ties ...
+    cam[:1, :] = [3, 2, 1, 0.5]                          # ... but on a positive quarter
+    gt = np.zeros((4, 4))
+    gt[:1] = 1
+    assert loc.ciou(cam, gt) == pytest.approx(4 / (4 + 4))   # top half: row 0 and row 1
+    assert loc.ciou(np.maximum(cam, 0), gt) == pytest.approx(4 / 16)
+
+
+@pytest.mark.parametrize("method", loc.METHODS)
+def test_the_sound_picks_the_region(method):
+    """fc1: h0 = relu(v_red + 10 a0 - 10), h1 = relu(v_blue + 10 a1 - 10): sound (1, 0)
+    makes the answer depend on red, (0, 1) on blue; the heatmap follows the sound."""
+    model = _two_colour_avc([[1, 0], [0, 1], [10, 0], [0, 10]], [-10, -10])
+    loc_ = loc.Localizer(model)
+    maps = loc_.conv_maps(np.repeat(_red_and_blue(), 2, 0))
+    heat = loc_.heatmaps(maps, loc_.audio_embeddings(np.eye(2, dtype=np.float32)), method)
+    top_left, bottom_right = heat[:, :2, :2].mean((1, 2)), heat[:, 2:, 2:].mean((1, 2))
+    assert top_left[0] > bottom_right[0] and bottom_right[1] > top_left[1]
+
+
+def test_fusion_map_is_the_fusion_applied_to_each_cell():
+    import keras
+    from l3.core import presets
+    from l3.model import network
+    keras.utils.set_random_seed(5)
+    model = network.build_avc_model(presets.get_preset("small"))
+    loc_ = loc.Localizer(model)
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 64, 64, 3)).astype(np.float32)
+    maps = loc_.conv_maps(images)
+    # pool4 is the global max of conv4_2_relu, which Grad-CAM relies on.
+    np.testing.assert_allclose(maps.max((1, 2)), network.subnetworks(model)["vision"](images),
+                               rtol=1e-5, atol=1e-6)
+    a = rng.normal(size=(2, 64)).astype(np.float32)
+    fmap = loc_.fusion_map(maps, a)
+    cells = maps.reshape(-1, maps.shape[-1])
+    logits = np.asarray(network.subnetworks(model)["fusion"]([cells, np.repeat(a, 16, 0)]))
+    np.testing.assert_allclose(fmap.ravel(), logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-5)
