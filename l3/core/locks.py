@@ -38,7 +38,8 @@ def describe(holder: dict) -> str:
             + (f", since {holder['started']}" if holder.get("started") else ""))
 
 
-def _read(fd: int) -> dict:
+def read_holder(fd: int) -> dict:
+    """The holder record (JSON) in an open lock file, {} if unreadable."""
     os.lseek(fd, 0, os.SEEK_SET)
     text = os.read(fd, 4096).decode("utf-8", "replace")
     try:
@@ -81,14 +82,14 @@ class OwnerLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read(fd)
+                holder = read_holder(fd)
                 os.close(fd)
                 return holder
             except OSError as e:
                 if e.errno not in _NO_FLOCK:
                     os.close(fd)
                     raise
-                holder = _read(fd)
+                holder = read_holder(fd)
                 if holder and holder.get("pid") != os.getpid() and _alive_here(holder):
                     os.close(fd)
                     return holder
@@ -99,7 +100,7 @@ class OwnerLock:
             if not same:  # the holder released (removed) it while we opened it: try the new one
                 os.close(fd)
                 continue
-            previous = _read(fd)
+            previous = read_holder(fd)
             self.took_over = previous or None
             me = {"host": socket.gethostname(), "pid": os.getpid(),
                   "started": datetime.datetime.now().isoformat(timespec="seconds")}

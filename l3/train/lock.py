@@ -25,28 +25,13 @@ from typing import Optional
 
 from absl import logging
 
-from l3.core import errors
+from l3.core import errors, locks
 
 LOCK_FILE = "trainer.lock"
 
 
 class RunLockedError(errors.UsageError):
     """Another live trainer holds the run folder's lock; the message names its host and pid."""
-
-
-def _describe(holder: dict) -> str:
-    return (f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
-            + (f", since {holder['started']}" if holder.get("started") else ""))
-
-
-def _read(fd: int) -> dict:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 4096).decode("utf-8", "replace")
-    try:
-        holder = json.loads(text)
-        return holder if isinstance(holder, dict) else {}
-    except ValueError:
-        return {}
 
 
 class RunLock:
@@ -69,10 +54,10 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read(fd)
+                holder = locks.read_holder(fd)
                 os.close(fd)
                 raise RunLockedError(
-                    f"--model_dir={self.model_dir} is in use by another trainer ({_describe(holder)}; "
+                    f"--model_dir={self.model_dir} is in use by another trainer ({locks.describe(holder)}; "
                     f"{self.path}): stop it first, or train into another folder") from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
@@ -81,11 +66,11 @@ class RunLock:
             if not same:  # the holder finished and removed the file while we opened it
                 os.close(fd)
                 continue
-            previous = _read(fd)
+            previous = locks.read_holder(fd)
             if previous:
                 self.took_over = previous
                 logging.warning("taking over the lock of a trainer that is gone (%s; %s)",
-                                _describe(previous), self.path)
+                                locks.describe(previous), self.path)
             me = {"host": socket.gethostname(), "pid": os.getpid(),
                   "started": datetime.datetime.now().isoformat(timespec="seconds")}
             self._fd = fd
