@@ -289,8 +289,9 @@ def checkpoint_sizes(path: Optional[str]) -> Optional[dict]:
     if not path or not tf.io.gfile.exists(path + ".index"):
         return None
     reader = tf.train.load_checkpoint(path)
-    tensors = {name: np.asarray(reader.get_tensor(name)).nbytes
-               for name in reader.get_variable_to_dtype_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    tensors = {name: int(np.prod(shape, dtype=np.int64)) * dtypes[name].size  # no tensor read
+               for name, shape in reader.get_variable_to_shape_map().items()
                if name.startswith((INPUT_KEY + "/", "model/", "optimizer/"))}
     return {"checkpoint_bytes": sum(tf.io.gfile.stat(f).length
                                     for f in tf.io.gfile.glob(path + ".*")),
