@@ -5,7 +5,9 @@ the framing (uint64 length, masked crc32c of the length, data, masked crc32c
 of the data), each record parsed against `l3.records.FEATURES` (plus: at
 least one frame, one timestamp per frame, whole int16 samples), and the
 record count and size compared with the builder's sidecar
-(`_shard_stats/<shard>.json`, `shards.py`). Used by `l3-verify-tfrecords`.
+(`_shard_stats/<shard>.json`, `shards.py`); with `deep`, every frame decoded
+by TensorFlow's JPEG decoder (the one training uses), each one that fails
+named by record, video id and frame index. Used by `l3-verify-tfrecords`.
 """
 
 import dataclasses
@@ -33,8 +35,9 @@ class ShardReport:
         return not self.problems
 
 
-def check_example(data: bytes) -> Optional[str]:
-    """None if `data` parses against the schema, else what is wrong."""
+def check_example(data: bytes, deep: bool = False) -> Optional[str]:
+    """None if `data` parses against the schema (and, with `deep`, every frame decodes as a
+    JPEG), else what is wrong."""
     # TensorFlow (seconds to import) only once a shard is read; --help stays fast.
     import tensorflow as tf  # noqa: PLC0415
     from l3.records import schema as records  # noqa: PLC0415
@@ -50,15 +53,37 @@ def check_example(data: bytes) -> Optional[str]:
         return f"has {frames} frames but {times} frame times"
     if len(parsed[records.AUDIO].numpy()) % 2:
         return "audio is not whole int16 samples"
+    if deep:
+        bad = undecodable_frames(parsed[records.FRAMES].numpy())
+        if bad:
+            video = parsed[records.VIDEO_ID].numpy().decode("utf-8", "replace")
+            listed = ", ".join(f"{i} ({why})" for i, why in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            return (f"video {video!r}: {len(bad)} of {frames} frame(s) do not decode as JPEG: "
+                    f"frame {listed}{more}")
     return None
 
 
-def verify_shard(path: str) -> ShardReport:
-    """Framing, CRCs, schema and the sidecar's counts of one shard."""
+def undecodable_frames(jpegs) -> List[tuple]:
+    """[(frame index, why)] of the encoded frames `jpegs` (bytes [n]) that
+    `tf.io.decode_jpeg` refuses."""
+    import tensorflow as tf  # noqa: PLC0415
+    bad = []
+    for i, jpeg in enumerate(jpegs):
+        try:
+            tf.io.decode_jpeg(jpeg, channels=3)
+        except tf.errors.InvalidArgumentError as e:
+            bad.append((i, (e.message or str(e)).splitlines()[0][:80]))
+    return bad
+
+
+def verify_shard(path: str, deep: bool = False) -> ShardReport:
+    """Framing, CRCs, schema and the sidecar's counts of one shard; with `deep`, every
+    frame decoded too."""
     report = ShardReport(shard=path, bytes=os.path.getsize(path))
     try:
         for offset, data in iter_records(path):
-            problem = check_example(data)
+            problem = check_example(data, deep)
             if problem:
                 report.problems.append(f"record {report.records} (byte {offset}) {problem}")
             report.records += 1

@@ -34,6 +34,7 @@ BUILDER_REASONS = {
     "crashed": "the decoding process died on this file (e.g. a segfault in FFmpeg)",
     "timeout": "decoding took longer than the per-video timeout (a hang in FFmpeg?)",
     "internal_error": "an unexpected exception while processing the file (a bug: please report)",
+    "undecodable_frames": "no frame's JPEG decoded back after encoding (see the warnings)",
 }
 
 
@@ -43,7 +44,9 @@ class VideoResult:
 
     jpegs: JPEG bytes per frame; frame_times: seconds [num_frames]; pcm: int16
     little-endian mono bytes at the config's sample rate; timings: CPU seconds in
-    "decode", "convert", "resample" (see `media.DecodedVideo`) and "jpeg".
+    "decode", "convert", "resample" (see `media.DecodedVideo`) and "jpeg" (encoding
+    and decoding back once: a frame whose JPEG does not decode back is dropped with
+    a warning, `keep_decodable`).
     """
 
     item: VideoItem
@@ -69,6 +72,35 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def decodes_back(jpeg: bytes, shape) -> Optional[str]:
+    """None when `jpeg` decodes (PIL, the whole scan) to an image of `shape`'s height and
+    width ([H, W, 3]); else why not. The builder never writes a frame that fails this."""
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            image.load()
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
+    if (height, width) != tuple(shape[:2]):
+        return f"decodes to {height}x{width}, encoded {shape[0]}x{shape[1]}"
+    return None
+
+
+def keep_decodable(jpegs: List[bytes], frames, times) -> tuple:
+    """(jpegs, times, warnings): the frames whose JPEG decodes back to their frame's size;
+    one warning per dropped frame naming its index, time and why."""
+    kept, kept_times, warnings = [], [], []
+    for i, (jpeg, frame, t) in enumerate(zip(jpegs, frames, times)):
+        problem = decodes_back(jpeg, np.shape(frame))
+        if problem:
+            warnings.append(f"frame {i} at {float(t):.3f} s dropped: its JPEG does not decode "
+                            f"back ({problem})")
+        else:
+            kept.append(jpeg)
+            kept_times.append(float(t))
+    return kept, kept_times, warnings
+
+
 def to_pcm16(audio: np.ndarray) -> bytes:
     """float [samples] in [-1, 1] -> int16 little-endian bytes (x 32768, rounded, clipped),
     the inverse of `l3.records.parse_example`'s / 32768."""
@@ -90,11 +122,14 @@ def process_video(item: VideoItem, settings: Dict[str, float], threads: int = 0)
                            message=f"{type(e).__name__}: {e} | {traceback.format_exc(limit=3)}")
     t0 = time.process_time()
     jpegs = [encode_jpeg(f, settings["jpeg_quality"]) for f in decoded.frames]
+    jpegs, times, dropped = keep_decodable(jpegs, decoded.frames, decoded.frame_times)
     timings = dict(decoded.timings, jpeg=time.process_time() - t0)
-    return VideoResult(item=item, ok=True, jpegs=jpegs,
-                       frame_times=[float(t) for t in decoded.frame_times],
+    if not jpegs:
+        return VideoResult(item=item, ok=False, reason="undecodable_frames",
+                           message="; ".join(dropped[:3]))
+    return VideoResult(item=item, ok=True, jpegs=jpegs, frame_times=times,
                        pcm=to_pcm16(decoded.audio), audio_start=decoded.audio_start,
-                       warnings=list(decoded.warnings), timings=timings)
+                       warnings=list(decoded.warnings) + dropped, timings=timings)
 
 
 def _mp_context():

@@ -86,7 +86,8 @@ flags.DEFINE_float("data_service_timeout_s", _D.data_service_timeout_s,
 flags.DEFINE_enum("on_damaged_shard", _D.on_damaged_shard, ["skip", "stop"],
                   "A shard cut short or failing a CRC: skip its rest with a warning naming it "
                   "(a long job goes on), or stop at once naming the file and byte offset. "
-                  "Frames that are not JPEG are never drawn; stop also stops on them.")
+                  "Frames that are not whole JPEGs (not JPEG, or cut short) are never drawn; "
+                  "stop also stops on them, with one line naming the record.")
 flags.DEFINE_string("output_json", None, "Write the run's summary here (chief only).")
 
 FLAGS = flags.FLAGS

@@ -26,6 +26,7 @@ from l3.core import presets as presets_lib
 from l3.export import predictors
 from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs
+from l3.pairs import sampling
 from l3.records import shard_reader
 
 DEFAULT_NUM_PAIRS = evaluation.DEFAULT_NUM_PAIRS
@@ -63,5 +64,7 @@ def evaluate_avc(data_pattern: str, *, model_dir: Optional[str] = None,
         result = evaluate_pairs(predict, dataset)
     except tf.errors.DataLossError as e:
         raise shard_reader.damaged_shard_error(pairs.resolve_files(data_pattern), e) from None
+    except tf.errors.InvalidArgumentError as e:  # frames that are not whole JPEGs
+        raise (sampling.bad_frames_error(e) or e) from None
     result.update(extra, preset=preset_obj.name, seed=seed)
     return result

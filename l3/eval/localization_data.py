@@ -136,7 +136,7 @@ class _Collector:
         self.out = {k: [] for k in ("images", "display", "waves", "gt", "boxes", "distractor_boxes",
                                     "video_ids", "times", "labels", "cases")}
         self.skipped = {"records_without_truth": 0, "frames_without_truth": 0,
-                        "object_out_of_view": 0}
+                        "object_out_of_view": 0, "frames_that_do_not_decode": 0}
 
     def __len__(self) -> int:
         return len(self.out["times"])
@@ -196,6 +196,7 @@ def read_items(pattern: str, preset: Preset, truth: Dict[str, lio.VideoTruth], *
     """
     items = _Collector(preset, view, gt, eval_size, truth_name)
     seen_ids: List[str] = []
+    decode = data.FrameDecoder()
     for rec in data.read_records(pattern):
         vid = rec[records.VIDEO_ID].decode()
         seen_ids.append(vid)
@@ -214,8 +215,12 @@ def read_items(pattern: str, preset: Preset, truth: Dict[str, lio.VideoTruth], *
         if not chosen:
             items.skipped["frames_without_truth"] += 1
         for i, frame_truth in chosen:
-            items.add(tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3), audio, start,
-                      ftimes[i], frame_truth, video, vid, rec[records.LABEL].decode())
+            frame = decode(rec, i)
+            if frame is None:
+                items.skipped["frames_that_do_not_decode"] += 1
+                continue
+            items.add(frame, audio, start, ftimes[i], frame_truth, video, vid,
+                      rec[records.LABEL].decode())
             if max_items is not None and len(items) >= max_items:
                 break
         if max_items is not None and len(items) >= max_items:

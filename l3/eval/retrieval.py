@@ -251,7 +251,8 @@ def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optiona
     seconds = {"load": round(time.time() - start, 2)}
     result: Dict = {"export_dir": export_dir, "data_pattern": data_pattern, "preset": preset.name,
                     "num_items": len(items), "num_videos": len(set(items.video_ids)),
-                    "items_per_video": items_per_video, "class_level": labels is not None,
+                    "items_per_video": items_per_video, "bad_frames": items.bad_frames,
+                    "class_level": labels is not None,
                     "scorers": list(scorers), "seed": seed}
     for direction in DIRECTIONS:
         result[direction] = {}

@@ -43,7 +43,9 @@ def evaluation_pairs(file_pattern: Union[str, Sequence[str]], preset: Preset, *,
 
     `num_pairs=None` gives one pair per usable video (one pass); a damaged
     shard stops the evaluation with one line naming it (the default), or is
-    skipped from its damage on with a warning (`on_damaged_shard="skip"`).
+    skipped from its damage on with a warning (`on_damaged_shard="skip"`); the
+    same for a record holding frames that are not whole JPEGs (with "skip" they
+    are never drawn, one warning per record names it).
     """
     options = options_lib.PipelineOptions(batch_size=batch_size, seed=seed, num_pairs=num_pairs,
                                           include_metadata=include_metadata,
@@ -74,14 +76,23 @@ def evaluation_dataset(files: List[str], preset: Preset, options,
 
     # 1. Records, file order, `cycle` shards interleaved (sequentially: the order is fixed).
     ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(files)).repeat(epochs)
-    ds = ds.interleave(lambda path, size: shard_reader.read_shard(path, size, on_damage),
+    ds = ds.interleave(lambda path, size: shard_reader.read_shard_positions(
+                           path, size, on_damage).map(lambda record, index, _: (record, path, index)),
                        cycle_length=cycle, block_length=1).prefetch(cycle)
-    # 2. Per record one draw (a frame inside the audio, a window containing its
-    #    time), seeded by the record's place in the stream.
+    # 2. Per record one draw (a whole JPEG frame inside the audio, a window containing
+    #    its time), seeded by the record's place in the stream; frames that are not
+    #    whole JPEGs reported per record (warning, or stop), never drawn.
     ds = ds.enumerate()
-    ds = ds.map(lambda i, record: (i, sampler.sample_video(
-                    record, tf.random.experimental.stateless_fold_in(base_seed, i))),
-                num_parallel_calls=parallel, deterministic=True)
+
+    def draw(i, where):
+        record, path, index = where
+        video = sampler.sample_video(record, tf.random.experimental.stateless_fold_in(base_seed, i))
+        bad = sampling.report_bad_frames(video["bad_frames"][None], path[None], index[None],
+                                         video["video_id"][:1], on_damage)
+        with tf.control_dependencies([bad]):
+            return i, {k: tf.identity(v) for k, v in video.items()}
+
+    ds = ds.map(draw, num_parallel_calls=parallel, deterministic=True)
     ds = ds.filter(lambda i, video: video["usable"])
     ds = ds.map(lambda i, video: {k: v[0] for k, v in video.items()
                                   if k not in ("usable", "bad_frames")})

@@ -8,6 +8,7 @@ floor((t - audio_start) * 48000), and the window starting at sample k covers
 """
 
 import dataclasses
+import sys
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
@@ -16,6 +17,7 @@ from absl import logging
 
 from l3.ops import audio as audio_lib
 from l3.core import constants as C
+from l3.core import errors
 from l3.ops import image as image_lib
 from l3.records import schema as records, shard_reader
 from l3.core.presets import Preset
@@ -41,19 +43,76 @@ def _parse(serialized) -> Dict[str, tf.Tensor]:
 
 def _frame_positions(f) -> Tuple[tf.Tensor, tf.Tensor]:
     """(sample index of each frame in the audio, float64 [frames]; frames that can be
-    drawn, bool [frames]: inside the audio and JPEG, see `_not_jpeg`)."""
+    drawn, bool [frames]: inside the audio and whole JPEGs, see `bad_frames`)."""
     times = tf.cast(f[records.FRAME_TIMES], tf.float64)
     start = tf.cast(f[records.AUDIO_START], tf.float64)
     position = tf.floor((times - start) * RATE)
     inside = (position >= 0) & (position < tf.cast(f["num_samples"], tf.float64))
-    return position, inside & ~_not_jpeg(f)
+    return position, inside & ~bad_frames(f[records.FRAMES])
 
 
-def _not_jpeg(f) -> tf.Tensor:
-    """bool [frames]: frames whose bytes are not a JPEG (no SOI marker: written by another
-    tool, or damaged before framing, so their record's CRC is valid). Such a frame is
-    never drawn; the record's `bad_frames` counts them (`l3.pairs.stream` reports them)."""
-    return ~tf.io.is_jpeg(f[records.FRAMES])
+EOI_REACH = 64  # bytes from a JPEG's end where its EOI marker must be (trailing padding)
+
+
+def bad_frames(jpegs: tf.Tensor) -> tf.Tensor:
+    """bool [n]: which of the encoded frames `jpegs` (string [n]) are not whole JPEGs: no
+    SOI marker at the start (not a JPEG: written by another tool, or damaged before
+    framing, so the record's CRC is valid) or no EOI marker (FF D9) in the last
+    `EOI_REACH` bytes (cut short: an interrupted write). Entropy-coded data never
+    holds FF D9 (a coded FF is followed by 00 or a restart marker), so a JPEG cut
+    anywhere in its scan has none there. Such a frame is never drawn; the record's
+    `bad_frames` counts them (`l3.pairs.stream` reports them). A frame that passes
+    and still fails the decoder is dropped by the stream's `ignore_errors`."""
+    length = tf.strings.length(jpegs)
+    start = tf.maximum(length - EOI_REACH, 0)
+    tail = tf.strings.substr(jpegs, start, tf.fill(tf.shape(start), EOI_REACH))
+    has_end = tf.strings.split(tail, sep=b"\xff\xd9").row_lengths() > 1
+    return ~(tf.io.is_jpeg(jpegs) & has_end)
+
+
+BAD_FRAMES_MARK = "frame(s) not JPEG or cut short"
+
+
+def report_bad_frames(counts, paths, indices, video_ids, on_damage: str,
+                      where: str = "") -> tf.Tensor:
+    """int32 []: sum(counts), the frames that are not whole JPEGs in n records (`counts`
+    int32 [n], with the records' shard `paths`, record `indices` and `video_ids`, [n]
+    each). When any: with on_damage "skip", prints one warning naming the first record
+    that holds some (its shard, record index and video id); with "stop", fails there
+    with that line (`bad_frames_error` turns it into a one-line error)."""
+    total = tf.reduce_sum(counts)
+    i = tf.argmax(counts)
+    message = tf.strings.join([
+        "WARNING: ", tf.strings.as_string(total), f" {BAD_FRAMES_MARK} {where}".rstrip(),
+        ", never drawn; first: shard ", paths[i], " record ", tf.strings.as_string(indices[i]),
+        " video ", video_ids[i], " (", tf.strings.as_string(counts[i]),
+        " frame(s); l3-verify-tfrecords --deep names every one)"])
+    if on_damage == "stop":
+        check = tf.debugging.Assert(tf.equal(total, 0), [message], summarize=1,
+                                    name="undecodable_frames")
+        with tf.control_dependencies([check]):
+            return tf.identity(total)
+
+    def warn():
+        with tf.control_dependencies([tf.print(message, output_stream=sys.stderr)]):
+            return tf.constant(True)
+
+    warned = tf.cond(total > 0, warn, lambda: tf.constant(False))
+    with tf.control_dependencies([warned]):
+        return tf.identity(total)
+
+
+def bad_frames_error(error: BaseException):
+    """The one-line `errors.DamagedShardError` of a stop at frames that are not whole JPEGs
+    (`report_bad_frames`), or None when `error` is another error."""
+    text = str(getattr(error, "message", error))
+    at = text.find(BAD_FRAMES_MARK)
+    if at < 0:
+        return None
+    line = text[text.rfind("WARNING: ", 0, at) + len("WARNING: "):].splitlines()[0]
+    line = line.split("}}")[0].rstrip("]").replace(", never drawn;", ";")
+    return errors.DamagedShardError(f"damaged frames: {line} (--on_damaged_shard=skip never "
+                                    "draws them)")
 
 
 def _uniform(seed, shape=()) -> tf.Tensor:
@@ -161,7 +220,7 @@ class PairSampler:
         """serialized record, seed int64 [2] -> K light pairs (leading axis K).
 
         Keys: usable (bool scalar), bad_frames (int32 scalar: frames that are not
-        JPEG, never drawn), frame (JPEG string [K]), frame_index (int32
+        whole JPEGs, never drawn), frame (JPEG string [K]), frame_index (int32
         [K]), frame_time (float32 [K] s), video_id, label (string [K]), pcm
         (int16 [K, sliced]: a window containing the frame's time, with its
         decimation margins), audio_start (float32 [K] s, the window's first
@@ -183,7 +242,7 @@ class PairSampler:
         repeat = lambda x: tf.fill([k], x)
         return {
             "usable": usable,
-            "bad_frames": tf.reduce_sum(tf.cast(_not_jpeg(f), tf.int32)),
+            "bad_frames": tf.reduce_sum(tf.cast(bad_frames(f[records.FRAMES]), tf.int32)),
             "frame": tf.gather(f[records.FRAMES], frame),
             "frame_index": tf.cast(frame, tf.int32),
             "frame_time": tf.gather(f[records.FRAME_TIMES], frame),

@@ -36,9 +36,9 @@ pairs an uninterrupted one would.
 **Damage.** Shards: `on_damage` as in `l3.records.shard_reader` (skip the
 rest of a damaged shard with a warning naming it, or stop naming the byte
 offset); the skipped part is never read, so the stream stays a function of
-the files. Frames that are not JPEG (a record written by another tool, or a
-frame damaged before framing: the record's CRC is valid) are never drawn
-(`l3.pairs.sampling`); a block that holds any prints one warning naming the
+the files. Frames that are not whole JPEGs (a record written by another tool,
+or a frame damaged or cut short before framing: the record's CRC is valid)
+are never drawn (`l3.pairs.sampling.bad_frames`); a block that holds any prints one warning naming the
 shard, record index and video id of the first, and its count travels with
 the batches (`bad_frames`, summed in the run's summary); with "stop" the
 stream stops there with that line.
@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -150,8 +149,8 @@ class TrainingStream:
 
         Elements: (image uint8 [B, S, S, 3], waveform float32 [B, N], label int32
         [B], [metadata dict of [B]], state) with state = {"position": int64
-        [6 + 3 L] after the batch, "bad_frames": int32 [] frames found not JPEG in
-        the blocks this batch opened}.
+        [6 + 3 L] after the batch, "bad_frames": int32 [] frames found not whole
+        JPEGs in the blocks this batch opened}.
         """
         position = position or self.start()
         if not self.accepts(position):
@@ -268,33 +267,15 @@ class TrainingStream:
         return out
 
     def _bad_frames(self, videos) -> tf.Tensor:
-        """int32 []: the block's frames that are not JPEG; warns (or stops) naming the first."""
-        counts = videos["bad_frames"]
-        total = tf.reduce_sum(counts)
-        i = tf.argmax(counts)
-        message = tf.strings.join([
-            "WARNING: ", tf.strings.as_string(total), " frame(s) that are not JPEG in this block "
-            "of records, never drawn; first: shard ", videos["path"][i], " record ",
-            tf.strings.as_string(videos["index"][i]), " video ", videos["video_id"][i][0],
-            " (", tf.strings.as_string(counts[i]), " frame(s); l3-verify-tfrecords --deep names "
-            "every one)"])
-        if self.on_damage == "stop":
-            check = tf.debugging.Assert(tf.equal(total, 0), [message], summarize=1,
-                                        name="undecodable_frames")
-            with tf.control_dependencies([check]):
-                return tf.identity(total)
-        warned = tf.cond(total > 0, lambda: _warn(message), lambda: tf.constant(False))
-        with tf.control_dependencies([warned]):
-            return tf.identity(total)
+        """int32 []: the block's frames that are not whole JPEGs; warns (or stops) naming the
+        first record that holds any."""
+        return sampling.report_bad_frames(videos["bad_frames"], videos["path"], videos["index"],
+                                          videos["video_id"][:, 0], self.on_damage,
+                                          "in this block of records")
 
 
 _DRAW_KEYS = ("frame", "frame_index", "frame_time", "video_id", "label", "pcm", "audio_start",
               "image_seed", "pair_seed")
-
-
-def _warn(message: tf.Tensor) -> tf.Tensor:
-    with tf.control_dependencies([tf.print(message, output_stream=sys.stderr)]):
-        return tf.constant(True)
 
 
 def _state(draws: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

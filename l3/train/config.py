@@ -62,7 +62,7 @@ class TrainConfig:
         job; a rehearsal of a multi-GPU job on a CPU (docs/rehearse.md).
       on_damaged_shard: "skip" (the rest of a damaged shard, with a warning)
         or "stop" (at once, naming the shard and byte offset); `l3.records.shard_reader`.
-        Frames that are not JPEG are never drawn, reported, and stop the run
+        Frames that are not whole JPEGs (not JPEG, or cut short) are never drawn, reported, and stop the run
         under "stop". Default: skip; held-out evaluation skips unless told to stop.
     """
 

@@ -183,7 +183,7 @@ class WorkerInput:
     With `stream_state=True` each element ends with the training stream's state
     (`l3.pairs.stream`: {"position": int64 [P], "bad_frames": int32 []}); the
     step strips it and keeps the position after the step's last batch in
-    `position` and the frames found not JPEG in `bad_frames`. Those two
+    `position` and the frames found not whole JPEGs in `bad_frames`. Those two
     variables (`state`) are all a checkpoint holds of the input: the stream is
     rebuilt from the position on resume. They are local to this worker
     (created outside the strategy's scope). With `service=True` the standard

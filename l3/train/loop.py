@@ -60,6 +60,7 @@ from l3.model import network as model_lib
 from l3.pairs import data_service
 from l3.pairs import evaluation
 from l3.pairs import pipeline as pairs
+from l3.pairs import sampling
 from l3.records import shard_reader
 from l3.train import actions as actions_lib
 from l3.train import cluster as cluster_lib
@@ -188,7 +189,7 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
       {"step", "start_step", "train_steps", "stopped" ("completed" or
       "preempted"), "loss", "accuracy" (last log window), "eval_accuracy"
       (last, or None), "pairs_per_second", "checkpoint", "weights_sha256",
-      "bad_frames" (frames found not JPEG and never drawn, over the whole run and
+      "bad_frames" (frames found not whole JPEGs and never drawn, over the whole run and
       its resumes; None with another input),
       "checkpoint_write_seconds" (median of this run's saves, or None),
       "checkpoint_sizes" (chief: `distribute.checkpoint_sizes` of the last
@@ -219,3 +220,5 @@ def train(config: TrainConfig, *, strategy: Optional[tf.distribute.Strategy] = N
         except tf.errors.DataLossError as e:  # --on_damaged_shard=stop: name the shard
             patterns = [p for p in (config.train_pattern, config.eval_pattern) if p]
             raise shard_reader.damaged_shard_error(pairs.resolve_files(patterns), e) from None
+        except tf.errors.InvalidArgumentError as e:  # stop at frames that are not whole JPEGs
+            raise (sampling.bad_frames_error(e) or e) from None

@@ -165,6 +165,27 @@ def test_load_items_aligns_audio_with_the_frame(tmp_path):
     assert abs(int(np.argmax(np.abs(items.waveforms[0]))) - 8000) <= 1
 
 
+def test_frames_that_do_not_decode_are_skipped_counted_and_named(tmp_path, caplog):
+    """A record another tool wrote, two of its frames not JPEG or cut short: the analysis,
+    retrieval and localization readers skip those frames (not the run), count them, and
+    name the first by shard, record, video and frame."""
+    import logging
+
+    from tests.fixtures.records import SyntheticCorpus, truncated_jpeg, write_with_bad_frames
+    corpus = SyntheticCorpus(num_videos=3, seconds=4.0, fps=4.0, labels=["a", "b", "c"],
+                             split="test")
+    path = str(tmp_path / "test-00000-of-00001.tfrecord")
+    every = range(len(corpus.frame_times(1)))
+    write_with_bad_frames(corpus, path, {1: {k: truncated_jpeg if k % 2 else
+                                             (lambda jpeg: b"not a jpeg") for k in every}})
+    with caplog.at_level(logging.WARNING):
+        items = data.load_items(path, SMALL, items_per_video=2)
+    assert sorted(set(items.video_ids)) == [corpus.video_id(0), corpus.video_id(2)]
+    assert len(items) == 4 and items.bad_frames == 2
+    assert f"of video {corpus.video_id(1)} (shard {path} record 1) does not decode" in caplog.text
+    assert "2 frame(s) did not decode and were skipped" in caplog.text
+
+
 @pytest.mark.parametrize("preset_name", ["small", "paper"])
 def test_items_pair_each_frame_with_the_audio_centred_on_it(tmp_path, preset_name):
     # The shared coded corpus: frame hue says (video, frame index), audio says (video, time).

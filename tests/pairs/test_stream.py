@@ -15,8 +15,7 @@ import tensorflow as tf
 from l3.core.presets import SMALL
 from l3.pairs import options as options_lib
 from l3.pairs import stream as stream_lib
-from l3.records import schema as records
-from tests.fixtures.records import SyntheticCorpus
+from tests.fixtures.records import SyntheticCorpus, truncated_jpeg, write_with_bad_frames
 
 CORPUS = SyntheticCorpus(num_videos=10, seconds=2.0, fps=4.0, frame_size=(72, 96), seed=3)
 OPTIONS = options_lib.PipelineOptions(batch_size=4, seed=5, pairs_per_video=3, open_videos=5,
@@ -97,15 +96,11 @@ def test_lanes_mix_shards(files):
 
 
 def _write_with_bad_frames(path: str, bad_video: int):
-    """The corpus in one shard, video `bad_video` with every other frame not a JPEG."""
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(CORPUS.num_videos):
-            example = CORPUS.example(i)
-            if i == bad_video:
-                frames = example.features.feature[records.FRAMES].bytes_list.value
-                for j in range(0, len(frames), 2):
-                    frames[j] = b"PNG? no: not a JPEG " + bytes(j)
-            writer.write(example.SerializeToString())
+    """The corpus in one shard, video `bad_video` with every other frame damaged: not a
+    JPEG (frames 0, 4, ...) or a JPEG cut short (2, 6, ...: its SOI marker is there)."""
+    damage = {j: (lambda jpeg, j=j: b"PNG? no: not a JPEG " + bytes(j)) if j % 4 == 0
+              else truncated_jpeg for j in range(0, len(CORPUS.frame_times(bad_video)), 2)}
+    write_with_bad_frames(CORPUS, path, {bad_video: damage})
 
 
 def test_frames_that_are_not_jpeg_are_never_drawn_and_are_reported(tmp_path, capfd):

@@ -191,3 +191,30 @@ def test_l3_train_on_a_damaged_shard(damaged, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"WARNING: damaged shard {kind['truncated']} at byte" in proc.stderr
         assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == steps
+
+
+def test_deep_verify_names_every_frame_that_does_not_decode(tmp_path):
+    """--deep decodes every frame with TensorFlow's decoder: a truncated JPEG (SOI marker,
+    no end) and bytes that are not a JPEG are named by record, video and frame; the
+    plain check (framing, CRC, schema) finds the shard sound, as it is."""
+    from l3_tfrecords import integrity
+    from tests.fixtures.records import SyntheticCorpus, truncated_jpeg, write_with_bad_frames
+
+    corpus = SyntheticCorpus(num_videos=3, seconds=2.0)
+    path = write_with_bad_frames(corpus, str(tmp_path / "train-00000-of-00001.tfrecord"),
+                                 {1: {1: truncated_jpeg, 3: lambda jpeg: b"not a jpeg"}})
+    assert integrity.verify_shard(path).problems == ["no sidecar ("
+                                                     + shards_lib.stats_path(str(tmp_path),
+                                                                             os.path.basename(path))
+                                                     + "): the build of this shard did not finish"]
+    (problem, _) = integrity.verify_shard(path, deep=True).problems
+    assert problem.startswith(f"record 1 (byte {_offsets(path)[1]}) video "
+                              f"{corpus.video_id(1)!r}: 2 of {len(corpus.frame_times(1))} frame(s) "
+                              "do not decode as JPEG: frame 1 ("), problem
+    assert "), 3 (" in problem
+    proc = subprocess.run([sys.executable, "-m", "l3_tfrecords.verify", "--noprogress", "--deep",
+                           f"--data_pattern={path}"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"BAD {path}: record 1 (byte" in proc.stdout, proc.stdout
+    assert "0 of 1 shards sound, 1 bad" in proc.stdout, proc.stdout

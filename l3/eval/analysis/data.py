@@ -48,6 +48,7 @@ class Items:
     class_names: List[str]
     video_ids: List[str]
     times: np.ndarray
+    bad_frames: int = 0        # frames that did not decode, skipped (`FrameDecoder`)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -121,16 +122,57 @@ def to_preset_rate(clips: np.ndarray, preset: Preset) -> np.ndarray:
 
 
 def read_records(pattern: str):
-    """Parsed records (numpy dicts, `l3.records.schema`) of the shards matching `pattern`,
-    interleaved one record per shard in turn (up to 64 shards open)."""
+    """Parsed records (numpy dicts, `l3.records.schema`, plus "shard": its path and
+    "record": its index there) of the shards matching `pattern`, interleaved one
+    record per shard in turn (up to 64 shards open)."""
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise errors.MissingInputError(f"no files match {pattern!r}")
+
+    def parse(record, path, index):
+        return dict(records.parse_example(record), shard=path, record=index)
+
     ds = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(paths)).interleave(
-        lambda path, size: shard_reader.read_shard(path, size, "skip"),  # warns, names the shard
+        lambda path, size: shard_reader.read_shard_positions(path, size, "skip").map(  # warns,
+            lambda record, index, _: (record, path, index)),                            # names it
         cycle_length=min(len(paths), 64), block_length=1,
-        num_parallel_calls=1, deterministic=True).map(records.parse_example)
+        num_parallel_calls=1, deterministic=True).map(parse)
     return ds.as_numpy_iterator()
+
+
+class FrameDecoder:
+    """A record's stored frames -> uint8 [H, W, 3], one at a time (eager tools).
+
+    A frame that does not decode (not a JPEG, cut short: a record another tool
+    wrote) is skipped as a damaged shard's rest is in these tools: `__call__`
+    returns None, `bad` counts it, and the first one is named in a warning (its
+    shard, record index, video id and frame index).
+    """
+
+    def __init__(self):
+        self.bad = 0
+
+    def __call__(self, rec, i: int) -> Optional[tf.Tensor]:
+        try:
+            return tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3)
+        except tf.errors.InvalidArgumentError as e:
+            self.bad += 1
+            if self.bad == 1:
+                logging.warning(
+                    "frame %d of video %s (shard %s record %d) does not decode (%s); skipped, "
+                    "as are any others (their count is in the summary; l3-verify-tfrecords "
+                    "--deep names every one)", i, _text(rec[records.VIDEO_ID]),
+                    _text(rec.get("shard", b"?")), int(rec.get("record", -1)),
+                    str(e.message).splitlines()[0][:80])
+            return None
+
+    def report(self) -> None:
+        if self.bad:
+            logging.warning("%d frame(s) did not decode and were skipped", self.bad)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
@@ -145,6 +187,7 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
     margin, clip_48k = clip_margin(preset), preset.clip_samples * preset.decimation
     images, waves, names, vids, times = [], [], [], [], []
     skipped = 0
+    decode = FrameDecoder()
     for rec in read_records(pattern):
         label = rec[records.LABEL].decode()
         if not label and labelled_only:
@@ -159,7 +202,9 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
         ftimes = np.asarray(rec[records.FRAME_TIMES], np.float64)
         for i in frame_times_for_items(ftimes, start, len(audio) / rate, items_per_video,
                                        preset.clip_seconds):
-            frame = tf.io.decode_jpeg(rec[records.FRAMES][i], channels=3)
+            frame = decode(rec, i)
+            if frame is None:
+                continue
             images.append(image_lib.eval_image(frame, resize_side=preset.resize_side,
                                                image_size=preset.image_size).numpy())
             waves.append(clip_audio(audio, start, ftimes[i], rate, clip_48k, margin))
@@ -170,6 +215,7 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
                 break
         if max_items is not None and len(names) >= max_items:
             break
+    decode.report()
     if skipped:
         logging.info("skipped %d unlabelled videos", skipped)
     if not names:
@@ -182,4 +228,4 @@ def load_items(pattern: str, preset: Preset, *, max_items: Optional[int] = 2000,
                  waveforms=np.ascontiguousarray(waves, np.float32),
                  labels=np.array([index[n] for n in names], np.int32),
                  class_names=class_names, video_ids=vids,
-                 times=np.asarray(times, np.float64))
+                 times=np.asarray(times, np.float64), bad_frames=decode.bad)

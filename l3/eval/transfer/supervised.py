@@ -32,6 +32,7 @@ import tensorflow as tf
 from l3.ops import audio as audio_lib
 from l3.ops import image as image_lib
 from l3.model import network as model_lib
+from l3.pairs import sampling
 from l3.records import schema as records
 from l3.records import shard_reader
 from l3.train import harness
@@ -68,11 +69,15 @@ def is_held_out(video_id, threshold: int):
 
 
 def _pick_frame(example, seed, training: bool):
-    """The JPEG string of a random (training) or the middle (evaluation) frame."""
+    """The JPEG string of a random (training) or the middle (evaluation) frame among the
+    record's whole JPEGs (`l3.pairs.sampling.bad_frames`; all of them in a sound
+    record); an empty string when it has none."""
     frames = example[records.FRAMES]
-    n = tf.shape(frames, out_type=tf.int64)[0]
-    index = tf.random.stateless_uniform([], seed, 0, n, dtype=tf.int64) if training else n // 2
-    return tf.gather(frames, index)
+    whole = tf.where(~sampling.bad_frames(frames))[:, 0]
+    n = tf.size(whole, out_type=tf.int64)
+    index = (tf.random.stateless_uniform([], seed, 0, tf.maximum(n, 1), dtype=tf.int64)
+             if training else n // 2)
+    return tf.gather(tf.concat([tf.gather(frames, whole), [""]], 0), index)
 
 
 def _finish_frame(jpeg, seed, preset: Preset, training: bool):
@@ -136,20 +141,30 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
     files = tf.data.Dataset.from_tensor_slices(shard_reader.shard_table(paths))
     if training:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = files.interleave(lambda path, size: shard_reader.read_shard(path, size, on_damage),
+    ds = files.interleave(lambda path, size: shard_reader.read_shard_positions(
+                              path, size, on_damage).map(lambda record, i, _: (record, path, i)),
                           cycle_length=min(len(paths), 8), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     base = tf.constant([seed, 0 if modality == model_lib.VISION else 1], tf.int64)
 
-    def pick(index, serialized):
+    def pick(index, where):
+        serialized, path, record = where
         example = records.parse_example(serialized)
         seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base, index), 2)
         if modality == model_lib.VISION:
-            view = _pick_frame(example, seeds[0], training)
+            # Frames that are not whole JPEGs: never picked, named (warning, or stop).
+            bad = sampling.report_bad_frames(
+                tf.reduce_sum(tf.cast(sampling.bad_frames(example[records.FRAMES]), tf.int32))[None],
+                path[None], record[None], example[records.VIDEO_ID][None], on_damage)
+            with tf.control_dependencies([bad]):
+                view = tf.identity(_pick_frame(example, seeds[0], training))
+            usable = tf.strings.length(view) > 0   # a record with no whole JPEG: skipped
         else:
+            usable = tf.constant(True)
             view = _pick_clip(example, seeds[0], preset, training)
         label = table.lookup(example[records.LABEL])
+        label = tf.where(usable, label, -1)
         if exclude_below > 0:
             label = tf.where(is_held_out(example[records.VIDEO_ID], exclude_below), -1, label)
         return view, label, seeds[1]
