@@ -9,6 +9,9 @@ the final checkpoints is equal; the killed run's folder holds the same files as 
 uninterrupted one's (event files aside) and TMPDIR holds nothing of ours.
 
 Both runs use l3-train's default flags (the script's EXACT_RESUME_FLAGS is empty).
+The single-worker run holds what a separate kill -9 test held before: a SIGKILL at a
+training step loses only the steps since the last checkpoint, the same command
+resumes there, and ends with the uninterrupted run's model and optimizer tensors.
 """
 
 import json
