@@ -315,12 +315,12 @@ def beyond_paper_table(summary: Dict) -> list:
         names = [n for n in ("trained", "untrained", "unconditioned", "center_prior") if n in rows]
         lines += ["", f"sound-source localization, {d.get('num_items')} annotated frames "
                       f"({d.get('method')}; EZ-VSL cIoU, boxes rendered from the corpus)",
-                  f"{'':34s} " + " ".join(f"{n[:12]:>12s}" for n in names)]
+                  f"{'':34s} " + " ".join(f"{n:>13s}" for n in names)]
         for key in ("cIoU@0.5", "AUC"):
-            lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:12.3f}" for n in names))
+            lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names))
         for case, case_rows in (d.get("by_case") or {}).items():
             lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
-                         + " ".join(f"{case_rows[n]['cIoU@0.5']:12.3f}" for n in names))
+                         + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
     return lines
 
 

@@ -236,6 +236,41 @@ def checkpoint_step(path: str) -> int:
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
+def resumable_checkpoint(model_dir: str, workers: int = 1) -> Optional[str]:
+    """The checkpoint a (re)started run resumes from: the newest in `model_dir`; in a
+    multi-worker run, the newest whose step every worker's input position was also
+    saved for (input_state/worker-<i>/ckpt-<step>). The chief saves the model first,
+    then each worker its position: a job killed in between has a newest model
+    checkpoint that some worker holds no position for, and resuming there would
+    re-seed that worker's input (not the uninterrupted run's pairs). When no worker
+    saved any position (inputs not checkpointed: the tf.data service, a caller's
+    dataset), the newest; when some did but no step has them all (killed during
+    the first save), None: the job starts afresh, as an uninterrupted one did.
+    Every worker reads the same files and so picks the same step. `workers`: the job's worker count (`num_workers(strategy)`)."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None or workers == 1:
+        return latest
+    state = tf.train.get_checkpoint_state(model_dir)
+    paths = [os.path.join(model_dir, os.path.basename(p))
+             for p in (state.all_model_checkpoint_paths if state else [latest])]
+    steps = {int(p.rsplit("-", 1)[1]): p for p in paths if re.search(r"-\d+$", p)}
+    for step in sorted(steps, reverse=True):
+        everyone = all(tf.io.gfile.exists(os.path.join(
+            model_dir, INPUT_STATE_DIR, f"worker-{i}", f"{CHECKPOINT_PREFIX}-{step}.index"))
+            for i in range(workers))
+        if everyone and tf.io.gfile.exists(steps[step] + ".index"):
+            if steps[step] != latest:
+                logging.warning("%s lacks some worker's input position (the job was killed "
+                                "while saving it): resuming from %s", latest, steps[step])
+            return steps[step]
+    if tf.io.gfile.glob(os.path.join(model_dir, INPUT_STATE_DIR, "worker-*",
+                                     f"{CHECKPOINT_PREFIX}-*.index")):
+        logging.warning("no checkpoint in %s has every worker's input position (the job was "
+                        "killed during its first save): starting afresh", model_dir)
+        return None
+    return latest
+
+
 def input_state_dir(model_dir: str, strategy) -> str:
     """Where this worker keeps its input position in a multi-worker run."""
     return os.path.join(model_dir, INPUT_STATE_DIR, f"worker-{worker_index(strategy)}")

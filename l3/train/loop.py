@@ -97,7 +97,7 @@ def _train(config: TrainConfig, strategy, dataset_fn, sigterm) -> Dict:
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
     # Resume? And can this worker's input position be restored (else re-seed the input)?
-    latest = tf.train.latest_checkpoint(config.model_dir)
+    latest = distribute.resumable_checkpoint(config.model_dir, distribute.num_workers(strategy))
     start_step = distribute.checkpoint_step(latest) if latest else 0
     worker_input, _, input_source = train_input.training_input(
         config, strategy, dataset_fn, latest, start_step)

@@ -352,13 +352,20 @@ def test_two_worker_job_killed_preempted_and_resumed(shards, tmp_path):
     (exit 137); the same command resumes both workers from the last checkpoint; SIGTERM
     to the launcher then makes every worker save at the same step and stop (exit 143),
     with identical weights, the chief alone writing the model checkpoint, each worker
-    its input position, and no temporary copies left."""
+    its input position, and no temporary copies left. Issue 21: those weights are an
+    uninterrupted job's to the same step, bit for bit (each worker resumed its own
+    input position). Issue 17, item 5: that uninterrupted job's clean finish reads
+    clean (the launcher says both workers finished; no worker log shows the
+    coordination service's shutdown noise as if it crashed)."""
     model_dir, tmp = tmp_path / "run", tmp_path / "tmp"
     tmp.mkdir()
     args = ("--train_steps=100000",)
     killed, pids = _launch(shards, model_dir, tmp_path / "logs1", *args, tmp=tmp)
     try:
         _wait_for_checkpoint(model_dir, 2, killed)
+        # Both positions of a step saved (the chief's model first, then each worker's
+        # position: tests/train/test_resume_point.py holds a kill in between).
+        _wait_for(lambda: (model_dir / "input_state" / "worker-1" / "checkpoint").exists(), killed)
         os.kill(pids[1], signal.SIGKILL)
         out = killed.communicate(timeout=120)[0]
     finally:
@@ -368,7 +375,12 @@ def test_two_worker_job_killed_preempted_and_resumed(shards, tmp_path):
     lines = out.strip().splitlines()
     assert lines[0].startswith(f"worker 1 (pid {pids[1]}) was killed by SIGKILL: "), out
     assert "Traceback" not in out
-    saved = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+    # The resume point: the newest model checkpoint that both workers saved their input
+    # position for (worker 1 may have died between the chief's save and its own).
+    state = tf.train.get_checkpoint_state(str(model_dir))
+    saved = max(step for step in (int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths)
+                if all((model_dir / "input_state" / f"worker-{i}" / f"ckpt-{step}.index").exists()
+                       for i in range(2)))
 
     logs = tmp_path / "logs2"
     resumed, _ = _launch(shards, model_dir, logs, *args, tmp=tmp)
@@ -400,6 +412,29 @@ def test_two_worker_job_killed_preempted_and_resumed(shards, tmp_path):
     # Each worker keeps its own input position beside the chief's model checkpoint.
     assert sorted(os.listdir(model_dir / "input_state")) == ["worker-0", "worker-1"]
     assert not (model_dir / "trainer.lock").exists()
+    assert all("input position restored" in log for log in worker)
+
+    stop = int(steps[0][0])
+    straight, _ = _launch(shards, tmp_path / "straight", tmp_path / "logs3",
+                          f"--train_steps={stop}")
+    out = straight.communicate(timeout=600)[0]
+    clean = [(tmp_path / "logs3" / f"worker-{i}.log").read_text() for i in range(2)]
+    assert straight.returncode == 0, out + "\n".join(w[-3000:] for w in clean)
+    assert out.splitlines()[-1].startswith("all 2 workers finished normally"), out
+    for log in clean:
+        tail = log[log.index(f"completed at step {stop}"):]
+        assert not re.search(r"StartAbort|UNAVAILABLE|Connection refused", tail), tail
+    want = {d for log in clean for d in _digests(log)}
+    assert len(want) == 1 and want == set(digests[0]), (want, digests)
+
+
+def _wait_for(condition, proc, timeout=300):
+    """Polls `condition()` until true while `proc` runs."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def _wait_for_checkpoint(model_dir, at_least, proc, timeout=300):
@@ -437,40 +472,6 @@ def test_resume_is_bit_identical_with_default_flags(shards, tmp_path):
     assert sizes["model_optimizer_bytes"] == model_bytes
     files = glob.glob(half["checkpoint"] + ".*")
     assert sizes["checkpoint_bytes"] == sum(os.path.getsize(p) for p in files) > data
-
-
-def test_two_worker_resume_is_bit_identical(shards, tmp_path):
-    """Issue 21: a 2-worker job (launch/local_multiworker.py) stopped at its step-4
-    checkpoint and relaunched to step 8 ends with the weights of an uninterrupted
-    8-step job; each worker keeps its own input position. Issue 17, item 5: the
-    4-step job's clean finish reads clean (the launcher says both workers finished,
-    no worker log shows the coordination service's shutdown noise as if it crashed)."""
-    straight, _ = _launch(shards, tmp_path / "straight", tmp_path / "l0", "--train_steps=8",
-                          "--checkpoint_every=4")
-    first, _ = _launch(shards, tmp_path / "run", tmp_path / "l1", "--train_steps=4",
-                       "--checkpoint_every=4")
-    outs = {}
-    for name, proc in (("l0", straight), ("l1", first)):
-        outs[name] = proc.communicate(timeout=600)[0]
-        assert proc.returncode == 0, outs[name]
-    # The clean finish of the 4-step job.
-    assert outs["l1"].splitlines()[-1].startswith("all 2 workers finished normally"), outs["l1"]
-    clean = [(tmp_path / "l1" / f"worker-{i}.log").read_text() for i in range(2)]
-    for log in clean:
-        tail = log[log.index("completed at step 4"):]
-        assert not re.search(r"StartAbort|UNAVAILABLE|Connection refused", tail), tail
-    assert len({d for w in clean for d in _digests(w)}) == 1
-    again, _ = _launch(shards, tmp_path / "run", tmp_path / "l2", "--train_steps=8",
-                       "--checkpoint_every=4")
-    out = again.communicate(timeout=600)[0]
-    assert again.returncode == 0, out
-    logs = {name: [(tmp_path / name / f"worker-{i}.log").read_text() for i in range(2)]
-            for name in ("l0", "l2")}
-    assert all("input position restored" in log for log in logs["l2"])
-    want = {d for log in logs["l0"] for d in _digests(log)}
-    got = {d for log in logs["l2"] for d in _digests(log)}
-    assert len(want) == 1 and got == want, (want, got)
-    assert sorted(os.listdir(tmp_path / "run" / "input_state")) == ["worker-0", "worker-1"]
 
 
 def test_eval_avc_binary(shards, trained_run, tmp_path):

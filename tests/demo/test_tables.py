@@ -1,0 +1,23 @@
+"""The demo's beyond-the-paper table: every column header whole, every number under
+its header (the header 'unconditioned' was once cut to 'unconditione')."""
+
+from l3.demo import run
+
+
+def test_localization_rows_have_whole_headers_and_aligned_columns():
+    rows = {"trained": {"cIoU@0.5": 0.093, "AUC": 0.245},
+            "untrained": {"cIoU@0.5": 0.035, "AUC": 0.25},
+            "unconditioned": {"cIoU@0.5": 0.13, "AUC": 0.309},
+            "center_prior": {"cIoU@0.5": 0.205, "AUC": 0.337}}
+    by_case = {"clean": {n: {"cIoU@0.5": v["cIoU@0.5"], "n": 7} for n, v in rows.items()}}
+    lines = run.beyond_paper_table({"localization": rows, "localization_detail": {
+        "num_items": 7, "method": "gradcam", "by_case": by_case}})
+    header = next(line for line in lines if "center_prior" in line)
+    assert header.split() == ["trained", "untrained", "unconditioned", "center_prior"]
+    ends = [header.index(name) + len(name) for name in header.split()]
+    for key, line in (("cIoU@0.5", "cIoU@0.5"), ("AUC", "AUC"), ("cIoU@0.5", "  clean")):
+        (row,) = [x for x in lines if x.startswith(line)]
+        values = row[34:].split()
+        assert [float(v) for v in values] == [round(rows[n][key], 3) for n in header.split()]
+        # each number ends where its header ends (right-aligned columns)
+        assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
