@@ -18,14 +18,17 @@ case (clean, distractor visible, off-screen sound, silent gap, unrelated sound).
 Instead of records, --media_dir reads a folder in the layout of the VGG-SS and
 Flickr-SoundNet test sets as EZ-VSL reads them: frames/<id>.jpg (the annotated frame)
 and audio/<id>.wav (the 1 s centred on the frame's time, or on the audio's middle), for
-the ids of the box file (l3-boxes or vggss.json; Flickr-SoundNet's XML annotations must
-first be converted to l3-boxes):
+the ids of the box file (l3-boxes, vggss.json, or Flickr-SoundNet's Annotations/ folder):
 
   l3-localize --export_dir=... --media_dir=/data/vggss_test --boxes=vggss.json --output_dir=out
+  l3-localize --export_dir=... --media_dir=/data/Flickr-SoundNet \
+      --boxes=/data/Flickr-SoundNet/Annotations --output_dir=out
 
 --boxes: an l3-boxes file (format in `l3.eval.localization_io`; the demo corpus writes
-objects.json, `l3-build-tfrecords --boxes` copies one beside the shards) or VGG-SS's
-annotation list (vggss.json: the middle frame of each clip).
+objects.json, `l3-build-tfrecords --boxes` copies one beside the shards), VGG-SS's
+annotation list (vggss.json: the middle frame of each clip), or Flickr-SoundNet's folder
+of <id>.xml annotations (3 annotators' boxes on a 256 x 256 image; the truth is their
+consensus map, as EZ-VSL scores it).
 
 Writes output_dir/localization.json (every number, each item's cIoUs) and
 output_dir/localization.png (heatmaps on frames with the true boxes).
@@ -41,7 +44,8 @@ flags.DEFINE_string("export_dir", None, "An l3-export directory (needs its avc.k
 flags.DEFINE_string("data_pattern", None, "Glob of held-out TFRecord shards.")
 flags.DEFINE_string("media_dir", None, "Instead of records: a folder with frames/<id>.jpg and "
                     "audio/<id>.wav (the VGG-SS / Flickr-SoundNet test layout).")
-flags.DEFINE_string("boxes", None, "Box file: l3-boxes JSON or VGG-SS's vggss.json.")
+flags.DEFINE_string("boxes", None, "Box file: l3-boxes JSON or VGG-SS's vggss.json; or "
+                    "Flickr-SoundNet's Annotations/ folder of <id>.xml files.")
 flags.DEFINE_string("output_dir", None, "Where to write localization.json and the figure.")
 flags.DEFINE_enum("method", "gradcam", list(localization.METHODS), "Heatmap of the trained row.")
 flags.DEFINE_integer("frames_per_video", 1, "Annotated frames per video (each with its 1 s).")

@@ -154,6 +154,8 @@ class _Collector:
                 raise errors.UsageError(f"{self.truth_name}: video {vid!r} at {time:.2f} s has "
                                         "no \"mask\" (use gt=box)")
             gt_map = lio.mask_map(frame_truth.mask, self.eval_size, window)
+        elif frame_truth.consensus:
+            gt_map = lio.consensus_map(boxes, self.eval_size)
         else:
             gt_map = lio.box_map(boxes, self.eval_size)
         distractors = lio.crop_boxes(frame_truth.distractor_boxes, window)
@@ -162,7 +164,7 @@ class _Collector:
         out["display"].append(display)
         out["waves"].append(data.clip_audio(audio, audio_start, time, C.SAMPLE_RATE,
                                             self.clip_48k, self.margin))
-        out["gt"].append(gt_map.astype(np.uint8))
+        out["gt"].append(gt_map.astype(np.float16 if frame_truth.consensus else np.uint8))
         out["boxes"].append(boxes)
         out["distractor_boxes"].append(distractors)
         out["video_ids"].append(vid)

@@ -31,10 +31,18 @@ Two inputs, both read by `read_truth(path)` (the format is recognised by its top
    nearest the middle of the record's audio. A VGG-SS "file" id also matches a
    Kinetics-style record id that extends it (`<file>_<end:06d>`).
 
+3. **Flickr-SoundNet** (Senocak et al., CVPR 2018; the test set's Annotations/ folder
+   EZ-VSL reads): a folder of ``<id>.xml`` files, one per annotated image, each holding
+   the boxes of its annotators as ``<bbox>`` elements whose children after the first
+   are xmin, ymin, xmax, ymax in pixels of the 256 x 256 image. Like VGG-SS, one
+   timeless frame per id.
+
 Ground-truth maps follow EZ-VSL's `bbox2gtmap` (datasets.py): at the evaluation size
 (224), each box becomes ``int(clip(coord, 0, 1) * size)`` and fills
-``[ymin:ymax, xmin:xmax]``; VGG-SS takes the union of its boxes. A mask is resized to the
-evaluation size by nearest neighbour.
+``[ymin:ymax, xmin:xmax]``; VGG-SS takes the union of its boxes; Flickr-SoundNet the
+annotators' consensus (the boxes' maps summed, halved, clipped to 1: a pixel two
+annotators marked counts 1, one annotator 0.5). A mask is resized to the evaluation size
+by nearest neighbour.
 
 numpy and json only: the corpus (`l3.demo.corpus`) writes this format without TensorFlow.
 """
@@ -50,6 +58,7 @@ from l3.core import errors
 
 FORMAT = "l3-boxes/1"
 VGGSS = "vggss"
+FLICKR_SIZE = 256  # Flickr-SoundNet's annotations are pixels of a 256 x 256 image
 EVAL_SIZE = 224   # EZ-VSL's evaluation resolution
 
 
@@ -61,6 +70,7 @@ class FrameTruth:
     boxes: np.ndarray
     mask: Optional[dict] = None              # COCO uncompressed RLE, see rle_decode
     distractor_boxes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
+    consensus: bool = False                  # several annotators' boxes: `consensus_map`
 
 
 @dataclasses.dataclass
@@ -129,11 +139,37 @@ def _read_vggss(doc: list, path: str) -> Dict[str, VideoTruth]:
     return out
 
 
-def read_truth(path: str) -> Dict[str, VideoTruth]:
-    """{video_id: VideoTruth} from an l3-boxes file or VGG-SS's annotation list.
+def _read_flickr(folder: str) -> Dict[str, VideoTruth]:
+    import xml.etree.ElementTree as ET  # noqa: PLC0415 (only for this format)
 
-    Raises MissingInputError (no file) or UsageError (not one of the formats), naming `path`.
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".xml"))
+    if not names:
+        raise errors.UsageError(f"{folder}: a folder, but no <id>.xml annotation in it "
+                                "(Flickr-SoundNet's Annotations/)")
+    out = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            root = ET.parse(path).getroot()
+            boxes = [[float(c.text) for c in list(box)[1:5]] for box in root.iter("bbox")]
+        except (ET.ParseError, TypeError, ValueError) as e:
+            raise errors.UsageError(f"{path}: not a Flickr-SoundNet annotation ({e})") from None
+        vid = name[:-len(".xml")]
+        where = f"{path}"
+        arr = _boxes(boxes, where) / FLICKR_SIZE if boxes else np.zeros((0, 4))
+        out[vid] = VideoTruth(vid, [FrameTruth(None, np.clip(arr, 0.0, 1.0), consensus=True)])
+    return out
+
+
+def read_truth(path: str) -> Dict[str, VideoTruth]:
+    """{video_id: VideoTruth} from an l3-boxes file, VGG-SS's annotation list or
+    Flickr-SoundNet's annotation folder.
+
+    Raises MissingInputError (nothing there) or UsageError (not one of the formats),
+    naming `path`.
     """
+    if os.path.isdir(path):
+        return _read_flickr(path)
     if not os.path.isfile(path):
         raise errors.MissingInputError(f"{path} does not exist")
     try:
@@ -201,6 +237,16 @@ def box_map(boxes: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
     for x1, y1, x2, y2 in (np.clip(np.asarray(boxes, np.float64), 0, 1) * size).astype(int):
         out[y1:y2, x1:x2] = 1
     return out
+
+
+def consensus_map(boxes: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """float [size, size] in {0, 0.5, 1}: several annotators' `boxes` (normalised), as
+    EZ-VSL's bbox2gtmap for Flickr-SoundNet: each box's map (as `box_map`) summed,
+    halved, clipped to 1."""
+    out = np.zeros((size, size))
+    for box in np.asarray(boxes, np.float64).reshape(-1, 4):
+        out += box_map(box[None], size)
+    return np.minimum(out / 2, 1.0)
 
 
 def mask_map(rle: dict, size: int = EVAL_SIZE, window: Sequence[float] = (0, 0, 1, 1)) -> np.ndarray:

@@ -201,3 +201,41 @@ def test_fusion_map_is_the_fusion_applied_to_each_cell():
     cells = maps.reshape(-1, maps.shape[-1])
     logits = np.asarray(network.subnetworks(model)["fusion"]([cells, np.repeat(a, 16, 0)]))
     np.testing.assert_allclose(fmap.ravel(), logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-5)
+
+
+FLICKR_XML = """<annotation>
+  <object><bbox><name>0</name><xmin>{0}</xmin><ymin>{1}</ymin><xmax>{2}</xmax><ymax>{3}</ymax></bbox></object>
+  <object><bbox><name>1</name><xmin>{4}</xmin><ymin>{5}</ymin><xmax>{6}</xmax><ymax>{7}</ymax></bbox></object>
+  <object><bbox><name>2</name><xmin>{8}</xmin><ymin>{9}</ymin><xmax>{10}</xmax><ymax>{11}</ymax></bbox></object>
+</annotation>"""
+
+
+def test_flickr_soundnet_annotations_give_ezvsl_consensus_maps(tmp_path):
+    """Flickr-SoundNet's Annotations/ folder (3 annotators, pixels of a 256 x 256 image):
+    the map is EZ-VSL's, written here from its description: each box at
+    int(224 * pixel / 256) filling [ymin:ymax, xmin:xmax], summed, halved, clipped to 1."""
+    pixels = {"1000": [10, 20, 130, 200, 40, 30, 160, 210, 0, 0, 256, 64],
+              "1001": [100, 100, 150, 150, 100, 100, 150, 150, 5, 5, 9, 9]}
+    folder = tmp_path / "Annotations"
+    folder.mkdir()
+    for vid, p in pixels.items():
+        (folder / f"{vid}.xml").write_text(FLICKR_XML.format(*p))
+    truth = lio.read_truth(str(folder))
+    assert sorted(truth) == ["1000", "1001"]
+    for vid, p in pixels.items():
+        (frame,) = truth[vid].frames
+        assert frame.time is None and frame.consensus and frame.boxes.shape == (3, 4)
+        want = np.zeros((224, 224))
+        for k in range(3):
+            x1, y1, x2, y2 = (int(224 * v / 256) for v in p[4 * k:4 * k + 4])
+            box = np.zeros((224, 224))
+            box[y1:y2, x1:x2] = 1
+            want += box
+        want = np.minimum(want / 2, 1)
+        np.testing.assert_array_equal(lio.consensus_map(frame.boxes), want)
+        assert set(np.unique(want)) <= {0, 0.5, 1} and (want == 0.5).any() and (want == 1).any()
+    with pytest.raises(errors.UsageError, match="no <id>.xml"):
+        lio.read_truth(str(tmp_path))
+    (folder / "bad.xml").write_text("<annotation><bbox><a/>")
+    with pytest.raises(errors.UsageError, match="bad.xml: not a Flickr-SoundNet annotation"):
+        lio.read_truth(str(folder))
