@@ -137,20 +137,22 @@ class Localizer:
 
     def gradcam(self, maps: np.ndarray, audio: np.ndarray, relu: bool = False) -> np.ndarray:
         """Grad-CAM of y = l1 - l0 for pairs (maps[i], audio[i]): float32 [n, h, w]
-        (before Grad-CAM's final ReLU unless `relu`; module docstring)."""
-        import tensorflow as tf  # noqa: PLC0415
+        (before Grad-CAM's final ReLU unless `relu`; module docstring).
 
-        def one_batch(m, a):
-            m, a = tf.convert_to_tensor(m), tf.convert_to_tensor(a)
-            with tf.GradientTape() as tape:
-                tape.watch(m)
-                logits = self._fusion([tf.reduce_max(m, axis=[1, 2]), a], training=False)
-                y = logits[:, 1] - logits[:, 0]
-            grads = tape.gradient(y, m)                         # [b, h, w, C]
-            alpha = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-            cam = tf.reduce_sum(alpha * m, axis=-1)
-            return tf.nn.relu(cam) if relu else cam
-        return self._batched(one_batch, np.asarray(maps, np.float32), np.asarray(audio, np.float32))
+        The gradient in closed form from the fusion's weights (`fusion_parts`), no
+        autodiff: y = relu(z) . dw + db with z = max_hw(maps) W_v + a W_a + b, so
+        dy/dpool4 = W_v (dw * [z > 0]) ([C]); the global max sends it to each channel's
+        maximum (ties share it), so its mean over the h w cells, Grad-CAM's alpha, is
+        dy/dpool4 / (h w) whatever the ties; the map is maps . alpha.
+        """
+        p = self.parts
+        maps = np.asarray(maps, np.float32)
+        n, h, w, _ = maps.shape
+        pooled = maps.reshape(n, h * w, -1).max(axis=1)                            # [n, C]
+        z = pooled @ p.w_vision + np.asarray(audio, np.float32) @ p.w_audio + p.bias  # [n, H]
+        alpha = ((z > 0) * p.delta_w) @ p.w_vision.T / (h * w)                      # [n, C]
+        cam = np.einsum("nhwc,nc->nhw", maps, alpha).astype(np.float32)
+        return np.maximum(cam, 0.0) if relu else cam
 
     def fusion_map(self, maps: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """Per-cell fusion log-odds for pairs (maps[i], audio[i]): float32 [n, h, w]."""

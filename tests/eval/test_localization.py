@@ -239,3 +239,33 @@ def test_flickr_soundnet_annotations_give_ezvsl_consensus_maps(tmp_path):
     (folder / "bad.xml").write_text("<annotation><bbox><a/>")
     with pytest.raises(errors.UsageError, match="bad.xml: not a Flickr-SoundNet annotation"):
         lio.read_truth(str(folder))
+
+
+def test_gradcam_is_autodiffs_gradcam_on_a_random_network():
+    """The closed-form Grad-CAM equals Grad-CAM by automatic differentiation (written
+    here with a GradientTape through the fusion model on max-pooled maps), on a random
+    small network, with ties in the max (a constant channel) and units at zero."""
+    import keras
+    import tensorflow as tf
+    from l3.core import presets
+    from l3.model import network
+    keras.utils.set_random_seed(3)
+    model = network.build_avc_model(presets.get_preset("small"))
+    loc_ = loc.Localizer(model)
+    rng = np.random.default_rng(1)
+    maps = loc_.conv_maps(rng.random((3, 64, 64, 3)).astype(np.float32))
+    maps[:, :, :, 0] = 0.5                      # a channel whose maximum is every cell
+    audio = loc_.audio_embeddings(rng.normal(size=(3, 16000)).astype(np.float32))
+    fusion = network.subnetworks(model)["fusion"]
+    m = tf.constant(maps)
+    with tf.GradientTape() as tape:
+        tape.watch(m)
+        logits = fusion([tf.reduce_max(m, axis=[1, 2]), tf.constant(audio)], training=False)
+        y = logits[:, 1] - logits[:, 0]
+    alpha = tf.reduce_mean(tape.gradient(y, m), axis=[1, 2], keepdims=True)
+    want = tf.reduce_sum(alpha * m, axis=-1).numpy()
+    got = loc_.gradcam(maps, audio)
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+    np.testing.assert_allclose(loc_.gradcam(maps, audio, relu=True), np.maximum(want, 0),
+                               rtol=1e-4, atol=1e-6 * np.abs(want).max())
