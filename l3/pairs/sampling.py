@@ -41,14 +41,17 @@ def _parse(serialized) -> Dict[str, tf.Tensor]:
     return f
 
 
-def _frame_positions(f) -> Tuple[tf.Tensor, tf.Tensor]:
+def _frame_positions(f, bad=None) -> Tuple[tf.Tensor, tf.Tensor]:
     """(sample index of each frame in the audio, float64 [frames]; frames that can be
-    drawn, bool [frames]: inside the audio and whole JPEGs, see `bad_frames`)."""
+    drawn, bool [frames]: inside the audio and whole JPEGs; `bad`: `bad_frames` of the
+    record's frames when the caller has it)."""
+    if bad is None:
+        bad = bad_frames(f[records.FRAMES])
     times = tf.cast(f[records.FRAME_TIMES], tf.float64)
     start = tf.cast(f[records.AUDIO_START], tf.float64)
     position = tf.floor((times - start) * RATE)
     inside = (position >= 0) & (position < tf.cast(f["num_samples"], tf.float64))
-    return position, inside & ~bad_frames(f[records.FRAMES])
+    return position, inside & ~bad
 
 
 EOI_REACH = 64  # bytes from a JPEG's end where its EOI marker must be (trailing padding)
@@ -231,7 +234,8 @@ class PairSampler:
         k = self.pairs_per_video
         f = _parse(serialized)
         num_samples = f["num_samples"]
-        position, inside = _frame_positions(f)
+        bad = bad_frames(f[records.FRAMES])
+        position, inside = _frame_positions(f, bad)
         usable = (num_samples >= self.window) & tf.reduce_any(inside)
         candidates = tf.where(inside)[:, 0]
         seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -242,7 +246,7 @@ class PairSampler:
         repeat = lambda x: tf.fill([k], x)
         return {
             "usable": usable,
-            "bad_frames": tf.reduce_sum(tf.cast(bad_frames(f[records.FRAMES]), tf.int32)),
+            "bad_frames": tf.reduce_sum(tf.cast(bad, tf.int32)),
             "frame": tf.gather(f[records.FRAMES], frame),
             "frame_index": tf.cast(frame, tf.int32),
             "frame_time": tf.gather(f[records.FRAME_TIMES], frame),

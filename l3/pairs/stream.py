@@ -38,10 +38,10 @@ rest of a damaged shard with a warning naming it, or stop naming the byte
 offset); the skipped part is never read, so the stream stays a function of
 the files. Frames that are not whole JPEGs (a record written by another tool,
 or a frame damaged or cut short before framing: the record's CRC is valid)
-are never drawn (`l3.pairs.sampling.bad_frames`); a block that holds any prints one warning naming the
-shard, record index and video id of the first, and its count travels with
-the batches (`bad_frames`, summed in the run's summary); with "stop" the
-stream stops there with that line.
+are never drawn (`l3.pairs.sampling.bad_frames`); a block that holds any
+prints one warning naming the shard, record index and video id of the first,
+and its count travels with the batches (`bad_frames`, summed in the run's
+summary); with "stop" the stream stops there with that line.
 """
 
 import dataclasses

@@ -68,12 +68,15 @@ def is_held_out(video_id, threshold: int):
     return video_hash(video_id) < threshold
 
 
-def _pick_frame(example, seed, training: bool):
+def _pick_frame(example, seed, training: bool, bad=None):
     """The JPEG string of a random (training) or the middle (evaluation) frame among the
-    record's whole JPEGs (`l3.pairs.sampling.bad_frames`; all of them in a sound
-    record); an empty string when it has none."""
+    record's whole JPEGs (`bad`: `l3.pairs.sampling.bad_frames` of its frames, computed
+    here when not given; all of them whole in a sound record); an empty string when it
+    has none."""
     frames = example[records.FRAMES]
-    whole = tf.where(~sampling.bad_frames(frames))[:, 0]
+    if bad is None:
+        bad = sampling.bad_frames(frames)
+    whole = tf.where(~bad)[:, 0]
     n = tf.size(whole, out_type=tf.int64)
     index = (tf.random.stateless_uniform([], seed, 0, tf.maximum(n, 1), dtype=tf.int64)
              if training else n // 2)
@@ -154,11 +157,12 @@ def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Se
             tf.random.experimental.stateless_fold_in(base, index), 2)
         if modality == model_lib.VISION:
             # Frames that are not whole JPEGs: never picked, named (warning, or stop).
-            bad = sampling.report_bad_frames(
-                tf.reduce_sum(tf.cast(sampling.bad_frames(example[records.FRAMES]), tf.int32))[None],
-                path[None], record[None], example[records.VIDEO_ID][None], on_damage)
-            with tf.control_dependencies([bad]):
-                view = tf.identity(_pick_frame(example, seeds[0], training))
+            bad = sampling.bad_frames(example[records.FRAMES])
+            reported = sampling.report_bad_frames(
+                tf.reduce_sum(tf.cast(bad, tf.int32))[None], path[None], record[None],
+                example[records.VIDEO_ID][None], on_damage)
+            with tf.control_dependencies([reported]):
+                view = tf.identity(_pick_frame(example, seeds[0], training, bad))
             usable = tf.strings.length(view) > 0   # a record with no whole JPEG: skipped
         else:
             usable = tf.constant(True)
