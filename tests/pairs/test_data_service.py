@@ -30,19 +30,12 @@ from l3.pairs import data_service, pipeline as pairs
 from l3.model import network as model_lib
 from l3.core import presets
 from l3.pairs.local_service import LocalDataService
+from tests.fixtures.processes import ROOT, subprocess_env as _env
 from tests.fixtures.records import SyntheticCorpus
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = presets.SMALL
 # Identity = video index (not learnable): frames and tones name their video.
 CORPUS = SyntheticCorpus(num_videos=8, seconds=3.0, fps=4.0, seed=7)
-
-
-def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")
