@@ -7,8 +7,10 @@
 
 For each annotated frame of the held-out records (`--frames_per_video` per video) and
 the 1 s of audio centred on it, makes a heatmap from the export's network conditioned
-on that sound (`--method`: gradcam, Grad-CAM of the correspondence log-odds on conv4_2;
-fusion_map, the fusion head applied to each conv4_2 cell), and scores it against the
+on that sound (`--method`: fusion_map, the fusion head applied to each conv4_2 cell;
+gradcam, Grad-CAM of the correspondence log-odds on conv4_2; both on conv4_2 made
+`--shifts` times finer by running the network on the frame moved by 16 / shifts pixels
+and interleaving the maps: a 4 x 4 map of the small preset becomes 16 x 16), and scores it against the
 true boxes (or masks, `--gt=mask`) with EZ-VSL's cIoU: cIoU@0.5 and the AUC of the
 success rate over thresholds 0..1 in steps of 0.05. Beside it: the same heatmap with
 another video's sound, an untrained network, the network's unconditioned activation
@@ -47,7 +49,10 @@ flags.DEFINE_string("media_dir", None, "Instead of records: a folder with frames
 flags.DEFINE_string("boxes", None, "Box file: l3-boxes JSON or VGG-SS's vggss.json; or "
                     "Flickr-SoundNet's Annotations/ folder of <id>.xml files.")
 flags.DEFINE_string("output_dir", None, "Where to write localization.json and the figure.")
-flags.DEFINE_enum("method", "gradcam", list(localization.METHODS), "Heatmap of the trained row.")
+flags.DEFINE_enum("method", localization.METHODS[0], list(localization.METHODS),
+                  "Heatmap of the trained row (the other one is reported beside it).")
+flags.DEFINE_integer("shifts", localization.DENSE_SHIFTS, "conv4_2 made this many times finer per "
+                     "axis (shift-and-stitch, shifts^2 passes of the vision network; 1: the plain map).")
 flags.DEFINE_integer("frames_per_video", 1, "Annotated frames per video (each with its 1 s).")
 flags.DEFINE_enum("view", "squeeze", list(localization_data.VIEWS),
                   "squeeze: whole frame resized to the input (the literature's); "
@@ -70,11 +75,14 @@ def main(argv):
     cli.check_exists("media_dir", kind="dir")
     cli.check_exists("boxes", kind="file")
     cli.check_output_dir("output_dir")
+    if FLAGS.shifts < 1:
+        raise errors.UsageError(f"--shifts={FLAGS.shifts} must be >= 1")
     if FLAGS.frames_per_video < 1:
         raise errors.UsageError(f"--frames_per_video={FLAGS.frames_per_video} must be >= 1")
     result = localization_run.evaluate_localization(
         FLAGS.export_dir, FLAGS.data_pattern, FLAGS.boxes, FLAGS.output_dir,
-        media_dir=FLAGS.media_dir, method=FLAGS.method, frames_per_video=FLAGS.frames_per_video, view=FLAGS.view,
+        media_dir=FLAGS.media_dir, method=FLAGS.method, shifts=FLAGS.shifts,
+        frames_per_video=FLAGS.frames_per_video, view=FLAGS.view,
         gt=FLAGS.gt, tolerance=FLAGS.tolerance, max_items=FLAGS.max_items or None,
         untrained=FLAGS.untrained, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
         figure_items=FLAGS.figure_items, log=print)

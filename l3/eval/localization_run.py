@@ -5,7 +5,8 @@
 
 Rows (each: cIoU@0.5, AUC, mean cIoU, n; `l3.eval.localization`):
 
-  trained                the export's heatmap conditioned on the frame's own sound (`method`)
+  trained                the export's heatmap conditioned on the frame's own sound (`method`,
+                         on conv4_2 made `shifts` times finer: `l3.eval.localization`)
   trained_<other method> the other heatmap method, same network and sound
   trained_other_sound    the same heatmap with another item's sound (a random derangement):
                          a heatmap that ignores the sound scores the same as "trained"
@@ -52,13 +53,27 @@ def _other_sound(video_ids, seed: int) -> np.ndarray:
     return perm
 
 
+def _heatmaps(localizer: loc.Localizer, images: np.ndarray, rows: Dict, shifts: int,
+              chunk: int = 64) -> Dict[str, np.ndarray]:
+    """{row: float32 [n, h', w']}: each row's fn(dense conv4_2 maps of items i, i) over
+    chunks of items (the dense maps of every item at once would not fit: 2.6 GB for 400
+    paper-preset frames at 4 shifts)."""
+    out = {name: [] for name in rows}
+    for begin in range(0, len(images), chunk):
+        i = np.arange(begin, min(begin + chunk, len(images)))
+        maps = localizer.dense_maps(images[i], shifts)
+        for name, fn in rows.items():
+            out[name].append(np.asarray(fn(maps, i), np.float32))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
 def _cious(heat: np.ndarray, gt: np.ndarray, size: int) -> np.ndarray:
     return np.array([loc.ciou(loc.upsample(h, size), g) for h, g in zip(heat, gt)])
 
 
 def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_path: str,
                           output_dir: Optional[str] = None, *, media_dir: Optional[str] = None,
-                          method: str = "gradcam",
+                          method: str = loc.METHODS[0], shifts: int = loc.DENSE_SHIFTS,
                           frames_per_video: int = 1, view: str = "squeeze", gt: str = "box",
                           tolerance: float = 0.1, max_items: Optional[int] = None,
                           untrained: bool = True, seed: int = 0, batch_size: int = 32,
@@ -68,6 +83,8 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
     instead of records (`data_pattern` None)."""
     if method not in loc.METHODS:
         raise errors.UsageError(f"unknown method {method!r}; choose from {list(loc.METHODS)}")
+    if shifts < 1:
+        raise errors.UsageError(f"shifts must be >= 1, got {shifts}")
     log = log or (lambda message: None)
     start = time.time()
     truth = lio.read_truth(boxes_path)
@@ -86,18 +103,19 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
         f"(skipped: {items.skipped}), preset {preset.name}, view {view}, gt {gt}")
     size = items.gt.shape[-1]
 
-    maps = trained.conv_maps(items.images)
     sound = trained.audio_embeddings(items.waveforms)
     other = [m for m in loc.METHODS if m != method][0]
     perm = _other_sound(items.video_ids, seed)
-    heat = {"trained": trained.heatmaps(maps, sound, method),
-            f"trained_{other}": trained.heatmaps(maps, sound, other),
-            "trained_other_sound": trained.heatmaps(maps, sound[perm], method),
-            "unconditioned": loc.unconditioned_map(maps)}
+    rows = {"trained": lambda maps, i: trained.heatmaps(maps, sound[i], method),
+            f"trained_{other}": lambda maps, i: trained.heatmaps(maps, sound[i], other),
+            "trained_other_sound": lambda maps, i: trained.heatmaps(maps, sound[perm[i]], method),
+            "unconditioned": lambda maps, i: loc.unconditioned_map(maps)}
+    heat = _heatmaps(trained, items.images, rows, shifts)
     if untrained:
         net = loc.Localizer(encoders.untrained_avc_model(preset, seed), batch_size)
-        heat["untrained"] = net.heatmaps(net.conv_maps(items.images),
-                                         net.audio_embeddings(items.waveforms), method)
+        net_sound = net.audio_embeddings(items.waveforms)
+        heat.update(_heatmaps(net, items.images, {
+            "untrained": lambda maps, i: net.heatmaps(maps, net_sound[i], method)}, shifts))
     cious = {name: _cious(h, items.gt, size) for name, h in heat.items()}
     prior = loc.center_prior(size)
     cious["center_prior"] = np.array([loc.ciou(prior, g) for g in items.gt])
@@ -106,7 +124,7 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
     result: Dict = {
         "export_dir": export_dir, "data_pattern": data_pattern, "media_dir": media_dir,
         "boxes": boxes_path,
-        "preset": preset.name, "method": method, "view": view, "gt": gt,
+        "preset": preset.name, "method": method, "shifts": shifts, "view": view, "gt": gt,
         "frames_per_video": frames_per_video, "num_items": len(items),
         "num_videos": len(set(items.video_ids)), "skipped": items.skipped, "seed": seed,
         "protocol": "EZ-VSL: min-max normalised map, pixels >= its median, cIoU; "
@@ -161,7 +179,8 @@ def _figure_items(cases, labels, count: int):
 def format_table(result: Dict) -> str:
     """Plain-text table: each row's cIoU@0.5, AUC, mean cIoU; then by case (cIoU@0.5 / AUC)."""
     lines = [f"sound-source localization on {result['num_items']} annotated frames of "
-             f"{result['num_videos']} videos ({result['method']}, view {result['view']}, "
+             f"{result['num_videos']} videos ({result['method']}, {result.get('shifts', 1)}x finer "
+             f"conv4_2, view {result['view']}, "
              f"gt {result['gt']}; EZ-VSL protocol)",
              f"  {'':24s}{'cIoU@0.5':>10s}{'AUC':>8s}{'mean cIoU':>11s}"]
     for row, m in result["rows"].items():

@@ -109,14 +109,17 @@ def test_bad_box_files_are_one_line_usage_errors(tmp_path, content, message):
 
 # --- heatmaps of hand-built networks -----------------------------------------------------
 
-def _two_colour_avc(fc1_kernel, fc1_bias):
-    """An AVC model with L3's layer names on 8x8 frames: conv4_2 has a red and a blue
-    channel (1x1 conv), pool4 their global max; audio is a 2-vector passed through; the
-    fusion's fc1 is given, fc2 says l1 = h0 + h1, l0 = 0."""
+def _two_colour_avc(fc1_kernel, fc1_bias, size: int = 8, stride: int = 1):
+    """An AVC model with L3's layer names on size x size frames: conv4_2 has a red and a
+    blue channel (1x1 conv; with `stride`, then averaged over stride x stride windows at
+    that stride, as conv4_2's cells see 16 x 16 pixels), pool4 their global max; audio is
+    a 2-vector passed through; the fusion's fc1 is given, fc2 says l1 = h0 + h1, l0 = 0."""
     import keras
     from keras import layers
-    image = keras.Input((8, 8, 3), name="image")
+    image = keras.Input((size, size, 3), name="image")
     x = layers.Conv2D(2, 1, use_bias=False, name="conv4_2")(image)
+    if stride > 1:
+        x = layers.AveragePooling2D(stride, name="cells")(x)
     x = layers.ReLU(name="conv4_2_relu")(x)
     vision = keras.Model(image, layers.GlobalMaxPooling2D(name="pool4")(x), name="vision_network")
     vision.get_layer("conv4_2").set_weights([np.array([[[[1, 0], [0, 0], [0, 1]]]], np.float32)])
@@ -127,7 +130,7 @@ def _two_colour_avc(fc1_kernel, fc1_bias):
     fusion = keras.Model([v, a], layers.Dense(2, name="fc2")(h), name="fusion")
     fusion.get_layer("fc1").set_weights([np.asarray(fc1_kernel, np.float32), np.asarray(fc1_bias, np.float32)])
     fusion.get_layer("fc2").set_weights([np.array([[0, 1], [0, 1]], np.float32), np.zeros(2, np.float32)])
-    img_in = keras.Input((8, 8, 3), name="image")
+    img_in = keras.Input((size, size, 3), name="image")
     wav_in = keras.Input((2,), name="waveform")
     return keras.Model({"image": img_in, "waveform": wav_in},
                        fusion([vision(img_in), audio(wav_in)]), name="tiny_avc")
@@ -269,3 +272,54 @@ def test_gradcam_is_autodiffs_gradcam_on_a_random_network():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
     np.testing.assert_allclose(loc_.gradcam(maps, audio, relu=True), np.maximum(want, 0),
                                rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
+# --- dense maps (shift and stitch) -------------------------------------------------------
+
+def test_shift_and_stitch_gives_each_cell_its_own_window():
+    """Through a real strided network (cells = means of 16 x 16 windows at stride 16 on 64 x
+    64 frames): the 4x finer map's cell (k, l) is the mean of the window starting at
+    (4 k - 6, 4 l - 6) of the edge-padded frame, written out here in numpy. Swapped shift
+    axes, a missing centring offset or a wrong interleave all fail."""
+    model = _two_colour_avc(np.eye(4, 2), np.zeros(2), size=64, stride=16)
+    rng = np.random.default_rng(1)
+    images = rng.random((2, 64, 64, 3)).astype(np.float32)
+    images[1, 10:30, 40:50, 0] = 3.0                  # an object, off the 16-pixel grid
+    localizer = loc.Localizer(model)
+    plain = localizer.conv_maps(images)
+    assert plain.shape == (2, 4, 4, 2)
+    np.testing.assert_array_equal(localizer.dense_maps(images, 1), plain)
+    dense = localizer.dense_maps(images, 4)
+    assert dense.shape == (2, 16, 16, 2)
+    margin = 32
+    padded = np.pad(images, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="edge")
+    want = np.zeros_like(dense)
+    for k in range(16):
+        for l in range(16):
+            y, x = margin + 4 * k - 6, margin + 4 * l - 6
+            window = padded[:, y:y + 16, x:x + 16]
+            want[:, k, l] = window[..., [0, 2]].mean(axis=(1, 2))
+    np.testing.assert_allclose(dense, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_fusion_map_finds_an_object_between_the_cells():
+    """A red square of 16 pixels straddling four conv4_2 cells, the sound asking for red:
+    the plain 4 x 4 map splits it over four cells; the dense map's peak lands inside the
+    square and its top pixels cover it."""
+    model = _two_colour_avc([[1, 0], [0, 1], [10, 0], [0, 10]], [-10, -10], size=64, stride=16)
+    rng = np.random.default_rng(2)
+    images = 0.2 * rng.random((1, 64, 64, 3)).astype(np.float32)
+    images[0, 18:34, 42:58, 0] = 1.0                  # red, across cells (1..2, 2..3)
+    images[0, 48:64, 0:16, 2] = 1.0                   # blue elsewhere, as bright
+    localizer = loc.Localizer(model)
+    sound = localizer.audio_embeddings(np.array([[1, 0]], np.float32))
+    truth = lio.box_map(np.array([[42 / 64, 18 / 64, 58 / 64, 34 / 64]]), 224)
+    heat = {shifts: loc.upsample(localizer.fusion_map(localizer.dense_maps(images, shifts),
+                                                      sound)[0]) for shifts in (1, 4)}
+    y, x = np.unravel_index(np.argmax(heat[4]), heat[4].shape)
+    assert truth[y, x] == 1, (y, x)
+    # The median rule's cIoU cannot tell them apart (the square is 1/16 of the frame, inside
+    # either top half: 2 x 1/16); the IoU of the map's top 1/16 of pixels with it can.
+    top = {k: loc.binarize(loc.normalize(h), 1 - 1 / 16) for k, h in heat.items()}
+    iou = {k: np.sum(t & (truth == 1)) / np.sum(t | (truth == 1)) for k, t in top.items()}
+    assert iou[4] > 0.5 and iou[4] > iou[1] + 0.2, iou

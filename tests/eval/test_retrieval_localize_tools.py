@@ -59,7 +59,7 @@ def test_retrieval_rows_and_chance(tool_results):
 def test_localization_rows_files_and_figure(tool_results):
     result, out = tool_results["localization"], tool_results["localization_dir"]
     assert result["num_items"] == 24
-    assert set(result["rows"]) == {"trained", "trained_fusion_map", "trained_other_sound",
+    assert set(result["rows"]) == {"trained", "trained_gradcam", "trained_other_sound",
                                    "untrained", "unconditioned", "center_prior"}
     for row in result["rows"].values():
         assert row["n"] == 24 and 0 <= row["cIoU@0.5"] <= 1 and 0 <= row["AUC"] <= 1
@@ -106,7 +106,7 @@ def test_localize_binary_on_a_media_dir(stand_in, tmp_path):
     assert done["localize"].returncode == 0, done["localize"].stderr[-3000:]
     assert "cIoU@0.5" in done["localize"].stdout
     located = json.load(open(tmp_path / "loc" / "localization.json"))
-    assert set(located["rows"]) == {"trained", "trained_fusion_map", "trained_other_sound",
+    assert set(located["rows"]) == {"trained", "trained_gradcam", "trained_other_sound",
                                     "unconditioned", "center_prior"}
     assert located["num_items"] == 3 and located["media_dir"] == f"{tmp_path}/vggss"
     assert [item["video_id"] for item in located["items"]] == list(VGGSS_IDS)
