@@ -6,8 +6,8 @@
 # The packages go in with uv (pinned below; 32 s for the whole set on the
 # project's 2-core machine against 63 s with pip, fresh venvs, no cache), with
 # their bytecode compiled as pip does: where PYTHONDONTWRITEBYTECODE is set (it
-# is on the CI machine) nothing else would ever write it, and every process
-# would compile TensorFlow's sources again (import 15 s instead of 6.5 s).
+# is on the development machine) nothing else would ever write it, and every
+# process would compile TensorFlow's sources again (import 15 s, not 6.5 s).
 # Where uv cannot be installed or fails, pip installs the same pins.
 set -euo pipefail
 cd "$(dirname "$0")/.."

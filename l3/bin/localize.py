@@ -9,13 +9,14 @@ For each annotated frame of the held-out records (`--frames_per_video` per video
 the 1 s of audio centred on it, makes a heatmap from the export's network conditioned
 on that sound (`--method`: fusion_map, the fusion head applied to each conv4_2 cell;
 gradcam, Grad-CAM of the correspondence log-odds on conv4_2; both on conv4_2 made
-`--shifts` times finer by running the network on the frame moved by 16 / shifts pixels
-and interleaving the maps: a 4 x 4 map of the small preset becomes 16 x 16), and scores it against the
-true boxes (or masks, `--gt=mask`) with EZ-VSL's cIoU: cIoU@0.5 and the AUC of the
-success rate over thresholds 0..1 in steps of 0.05. Beside it: the same heatmap with
-another video's sound, an untrained network, the network's unconditioned activation
-map and a centre prior; and, when the box file describes them, the same numbers per
-case (clean, distractor visible, off-screen sound, silent gap, unrelated sound).
+`--shifts` times finer by running the network on the frame moved in steps of
+16 / shifts pixels and interleaving the maps: the small preset's 4 x 4 map becomes
+16 x 16), and scores it against the true boxes (or masks, `--gt=mask`) with EZ-VSL's
+cIoU: cIoU@0.5 and the AUC of the success rate over thresholds 0..1 in steps of 0.05.
+Beside it: the same heatmap with another video's sound, an untrained network, the
+network's unconditioned activation map and a centre prior; and, when the box file
+describes them, the same numbers per case (clean, distractor visible, off-screen
+sound, silent gap, unrelated sound).
 
 Instead of records, --media_dir reads a folder in the layout of the VGG-SS and
 Flickr-SoundNet test sets as EZ-VSL reads them: frames/<id>.jpg (the annotated frame)
