@@ -155,8 +155,7 @@ def _read_flickr(folder: str) -> Dict[str, VideoTruth]:
         except (ET.ParseError, TypeError, ValueError) as e:
             raise errors.UsageError(f"{path}: not a Flickr-SoundNet annotation ({e})") from None
         vid = name[:-len(".xml")]
-        where = f"{path}"
-        arr = _boxes(boxes, where) / FLICKR_SIZE if boxes else np.zeros((0, 4))
+        arr = _boxes(boxes, path) / FLICKR_SIZE if boxes else np.zeros((0, 4))
         out[vid] = VideoTruth(vid, [FrameTruth(None, np.clip(arr, 0.0, 1.0), consensus=True)])
     return out
 

@@ -246,7 +246,8 @@ def resumable_checkpoint(model_dir: str, workers: int = 1) -> Optional[str]:
     saved any position (inputs not checkpointed: the tf.data service, a caller's
     dataset), the newest; when some did but no step has them all (killed during
     the first save), None: the job starts afresh, as an uninterrupted one did.
-    Every worker reads the same files and so picks the same step. `workers`: the job's worker count (`num_workers(strategy)`)."""
+    Every worker reads the same files and so picks the same step. `workers`: the
+    job's worker count (`num_workers(strategy)`)."""
     latest = tf.train.latest_checkpoint(model_dir)
     if latest is None or workers == 1:
         return latest
