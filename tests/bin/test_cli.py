@@ -9,6 +9,7 @@ message.
 
 import ast
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ from l3.core import errors
 from l3.train import run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = os.path.join(ROOT, "tests", "fixtures", "scripts_in_one_process.py")
 
 BAD_INPUTS = {
     "l3-build-tfrecords": (["--input={missing}", "--output_dir={tmp}/out"],
@@ -88,28 +90,55 @@ def test_every_script_has_a_bad_input():
     assert sorted(console_scripts()) == sorted(BAD_INPUTS)
 
 
+# Calls besides BAD_INPUTS that end in a one-line error, run in the same process:
+# {case: (prog, args, expected piece of the message)}.
+OTHER_BAD_CALLS = {
+    "missing required flag": ("l3-export", ["--output_dir=x"], "--model_dir"),
+    "folder of the wrong kind": ("l3-export", ["--model_dir={run}", "--output_dir={base}/e"],
+                                 "no checkpoint in {run}"),
+    "pairs_per_video=0": ("l3-train", [
+        "--train_pattern={base}/train-*.tfrecord", "--model_dir={base}/run", "--preset=small",
+        "--pairs_per_video=0"], "pairs_per_video must be >= 1, got 0"),
+    "address without scheme": ("l3-train", [
+        "--train_pattern={base}/train-*.tfrecord", "--model_dir={base}/run", "--preset=small",
+        "--data_service_address=localhost"],
+        "--data_service_address='localhost': expected grpc://host:port"),
+}
+
+
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
-    """Every script's bad call, started together (each spends seconds importing TensorFlow)."""
+    """Every script's bad call and OTHER_BAD_CALLS, through each script's entry point
+    (`run()`, what its console-script wrapper calls), one after another in one child
+    process (tests/fixtures/scripts_in_one_process.py: each call sees only its own
+    script's flags; a process per call spent ~7 CPU-seconds importing TensorFlow)."""
     tmp_path = tmp_path_factory.mktemp("cli")
     # A path with a space and a quote: the message must show it as given.
     base = tmp_path / "dir with 'quote'"
     (base / "empty").mkdir(parents=True)
     (base / "a file.txt").write_text("x\n")
+    (base / "not a run").mkdir()
+    (base / "not a run" / "train_config.json").write_text('{"preset": "small"}\n')
+    (base / "train-0.tfrecord").write_bytes(b"")
     subs = {"missing": str(base / "not there"), "file": str(base / "a file.txt"),
-            "tmp": str(base / "empty")}
+            "tmp": str(base / "empty"), "run": str(base / "not a run"), "base": str(base)}
+    scripts = console_scripts()
+    calls = [(prog, prog, [a.format(**subs) for a in BAD_INPUTS.get(prog, ([], ""))[0]])
+             for prog in scripts]
+    calls += [(case, prog, [a.format(**subs) for a in args])
+              for case, (prog, args, _) in OTHER_BAD_CALLS.items()]
+    spec, out = tmp_path / "calls.json", tmp_path / "results.json"
+    spec.write_text(json.dumps([{"prog": prog, "module": scripts[prog], "args": args,
+                                 "cwd": str(tmp_path)} for _, prog, args in calls]))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    procs = {}
-    for prog, module in console_scripts().items():
-        args = [a.format(**subs) for a in BAD_INPUTS.get(prog, ([], ""))[0]]
-        procs[prog] = subprocess.Popen([sys.executable, "-m", module, *args], cwd=str(tmp_path),
-                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    results = {}
-    for prog, proc in procs.items():
-        out, err = proc.communicate(timeout=600)
-        results[prog] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    return results, subs, base
+    proc = subprocess.run([sys.executable, RUNNER, str(spec), str(out)], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [r["prog"] for r in results] == [prog for _, prog, _ in calls]
+    runs = {case: subprocess.CompletedProcess([prog], r["returncode"], r["stdout"], r["stderr"])
+            for (case, prog, _), r in zip(calls, results)}
+    return runs, subs, base
 
 
 @pytest.mark.parametrize("prog", sorted(console_scripts()))
@@ -119,19 +148,14 @@ def test_bad_input_is_one_line_and_exit_2(prog, bad_runs):
     assert os.listdir(base / "empty") == [], "a failed check must not write"
 
 
-def test_missing_required_flag_is_one_line(tmp_path):
-    proc = run_module("l3.bin.export", ["--output_dir=x"], cwd=str(tmp_path))
-    assert_one_line_error(proc, "l3-export", "--model_dir")
-
-
-def test_folder_of_the_wrong_kind(tmp_path):
-    run = tmp_path / "not a run"
-    run.mkdir()
-    (run / "train_config.json").write_text('{"preset": "small"}\n')
-    proc = run_module("l3.bin.export", [f"--model_dir={run}", f"--output_dir={tmp_path}/e"],
-                      cwd=str(tmp_path))
-    assert_one_line_error(proc, "l3-export", f"no checkpoint in {run}")
-    assert not (tmp_path / "e").exists()
+@pytest.mark.parametrize("case", sorted(OTHER_BAD_CALLS))
+def test_other_bad_calls_are_one_line(case, bad_runs):
+    """A required flag missing; a folder that is not a run (nothing written); l3-train's
+    TrainConfig checks, before anything starts (no run folder)."""
+    results, subs, base = bad_runs
+    prog, _, expected = OTHER_BAD_CALLS[case]
+    assert_one_line_error(results[case], prog, expected.format(**subs))
+    assert not (base / "e").exists() and not (base / "run").exists()
 
 
 def test_preset_that_does_not_match_the_checkpoint(tmp_path):
@@ -193,17 +217,3 @@ def test_help_of_the_installed_script_lists_its_flags(prog):
     missing = [name for name in defined
                if f"--{name}" not in proc.stdout and f"--[no]{name}" not in proc.stdout]
     assert defined and not missing, (missing, proc.stdout)
-
-
-@pytest.mark.parametrize("flag, expected", [
-    ("--pairs_per_video=0", "pairs_per_video must be >= 1, got 0"),
-    ("--data_service_address=localhost", "--data_service_address='localhost': expected grpc://host:port"),
-])
-def test_train_config_checks_are_usage_errors(tmp_path, flag, expected):
-    """l3-train runs TrainConfig's own checks before anything starts: one line, exit 2, no run folder."""
-    (tmp_path / "train-0.tfrecord").write_bytes(b"")
-    proc = run_module("l3.bin.train", [f"--train_pattern={tmp_path}/train-*.tfrecord",
-                                       f"--model_dir={tmp_path}/run", "--preset=small", flag],
-                      cwd=str(tmp_path))
-    assert_one_line_error(proc, "l3-train", expected)
-    assert not (tmp_path / "run").exists()
