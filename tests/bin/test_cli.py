@@ -71,12 +71,6 @@ TF_IMPORT_BANNER = re.compile(r"^(WARNING: All log messages before absl::Initial
                               r"I0000 .*port\.cc:\d+\] oneDNN custom operations)")
 
 
-def run_module(module: str, args, cwd: str):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def assert_one_line_error(proc, prog: str, expected: str, status: int = 2):
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines()
