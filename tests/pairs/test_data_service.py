@@ -246,6 +246,19 @@ def test_local_launcher_starts_and_stops_the_service(learnable_shards, tmp_path)
     assert not left, f"service processes left running: {left}"
 
 
+def test_the_launcher_imports_no_tensorflow():
+    """launch/local_multiworker.py (and `l3.pairs.local_service`, which it imports) load no
+    TensorFlow: the launcher only starts processes, and an import costs ~7 CPU-seconds
+    here (`l3.pairs` loads its re-exports, which need TensorFlow, on first use)."""
+    code = ("import runpy, sys; sys.argv = ['local_multiworker.py']; "
+            f"runpy.run_path({os.path.join(ROOT, 'launch', 'local_multiworker.py')!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-2000:]
+
+
 def test_a_restarted_dispatcher_resumes_from_its_journal(live_service):
     """A job read before the dispatcher's restart goes on after it."""
     service = live_service
