@@ -53,6 +53,7 @@ def evaluation_pairs(file_pattern: Union[str, Sequence[str]], preset: Preset, *,
     return evaluation_dataset(options_lib.resolve_files(file_pattern), preset, options)
 
 
+@tf.autograph.experimental.do_not_convert
 def evaluation_dataset(files: List[str], preset: Preset, options,
                        input_context=None) -> tf.data.Dataset:
     """The evaluation pairs of `files` (sorted paths) under `options` (`PipelineOptions`;

@@ -55,6 +55,7 @@ from l3.pairs.options import (AUTOTUNE, DEFAULT_CYCLE_LENGTH, DEFAULT_OPEN_VIDEO
                               PipelineOptions, pairs_per_video, resolve_files)
 
 
+@tf.autograph.experimental.do_not_convert
 def make_dataset(file_pattern: Union[str, Sequence[str]], preset: Preset, *, training: bool,
                  options: PipelineOptions = PipelineOptions(),
                  input_context: Optional[tf.distribute.InputContext] = None,

@@ -146,6 +146,7 @@ def _summary(serialized, window: int):
             "frames_inside": tf.reduce_sum(tf.cast(inside, tf.int32))}
 
 
+@tf.autograph.experimental.do_not_convert
 def scan_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS,
                 log: bool = True) -> VideoStats:
     """Reads every record once; counts the videos the sampler can use and why the rest cannot.
@@ -178,6 +179,7 @@ def scan_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS,
     return stats
 
 
+@tf.autograph.experimental.do_not_convert
 def check_two_videos(files: Sequence[str], clip_seconds: float = C.CLIP_SECONDS) -> None:
     """Raises ValueError unless the files hold two usable videos with different ids.
 

@@ -143,6 +143,7 @@ class TrainingStream:
                 and position.seed == self.options.seed and len(position.lanes) == self.num_lanes)
 
     # --- the stream ---------------------------------------------------------------------
+    @tf.autograph.experimental.do_not_convert
     def dataset(self, position: Optional[StreamPosition] = None,
                 include_metadata: bool = False) -> tf.data.Dataset:
         """Batches from `position` (default: the start), forever.

@@ -110,6 +110,7 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     return parsed
 
 
+@tf.autograph.experimental.do_not_convert
 def read_examples(paths: Sequence[str], limit: Optional[int] = None, on_damage: str = "stop"):
     """Yields parsed records (numpy values) from TFRecord files; for tools and tests.
 

@@ -42,11 +42,13 @@ def shard_table(files: Sequence[str]) -> Tuple[tf.Tensor, tf.Tensor]:
             tf.constant(file_sizes(files), tf.int64))
 
 
+@tf.autograph.experimental.do_not_convert
 def read_shard(path: tf.Tensor, size: tf.Tensor, on_damage: str = "skip") -> tf.data.Dataset:
     """Serialized records (string []) of one shard of `size` bytes, damage handled as told."""
     return read_shard_positions(path, size, on_damage).map(lambda record, index, offset: record)
 
 
+@tf.autograph.experimental.do_not_convert
 def read_shard_positions(path: tf.Tensor, size: tf.Tensor, on_damage: str = "skip",
                          start_index=0, start_offset=0) -> tf.data.Dataset:
     """(record string [], index int64 [], offset int64 []) of one shard of `size` bytes:
@@ -109,6 +111,7 @@ def _warn(message: tf.Tensor) -> tf.Tensor:
         return tf.constant(True)
 
 
+@tf.autograph.experimental.do_not_convert
 def read_shards(files: Sequence[str], on_damage: str = "skip") -> tf.data.Dataset:
     """Serialized records of `files` in order, each shard read by `read_shard`."""
     return tf.data.Dataset.from_tensor_slices(shard_table(files)).flat_map(

@@ -121,6 +121,7 @@ def to_preset_rate(clips: np.ndarray, preset: Preset) -> np.ndarray:
     return np.ascontiguousarray(clips, np.float32)
 
 
+@tf.autograph.experimental.do_not_convert
 def read_records(pattern: str):
     """Parsed records (numpy dicts, `l3.records.schema`, plus "shard": its path and
     "record": its index there) of the shards matching `pattern`, interleaved one

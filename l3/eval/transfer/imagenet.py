@@ -133,6 +133,7 @@ def load_builder(data_dir: Optional[str] = None, manual_dir: Optional[str] = Non
     return builder
 
 
+@tf.autograph.experimental.do_not_convert
 def make_dataset(builder, split: str, *, training: bool, image_size: int, resize_side: int,
                  batch_size: int, seed: int = 0, epoch: int = 0,
                  max_examples: Optional[int] = None) -> tf.data.Dataset:

@@ -98,6 +98,7 @@ class BaselineConfig:
 
 # --- data splits -------------------------------------------------------------------
 
+@tf.autograph.experimental.do_not_convert
 def hold_out_validation(train_files: List[str], work_dir: str, fraction: float,
                         on_damage: str = "skip") -> Tuple[List[str], int, str]:
     """Copies held-out validation videos of the training shards into one shard.

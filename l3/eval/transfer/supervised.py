@@ -42,6 +42,7 @@ HASH_BUCKETS = 2**62
 SHUFFLE_BUFFER = 512  # light elements: one JPEG or one 1 s window (192 KB) each
 
 
+@tf.autograph.experimental.do_not_convert
 def read_class_names(paths: Sequence[str], on_damage: str = "skip") -> List[str]:
     """The sorted distinct non-empty labels of the records in `paths` (damaged shards:
     `l3.records.shard_reader`, as `on_damage` says)."""
@@ -116,6 +117,7 @@ def _finish_clip(clip, seed, preset: Preset, training: bool):
     return tf.ensure_shape(audio_lib.decimate(clip, preset.decimation), [preset.clip_samples])
 
 
+@tf.autograph.experimental.do_not_convert
 def classification_dataset(paths: Sequence[str], preset: Preset, class_names: Sequence[str], *,
                            modality: str, training: bool, batch_size: int, seed: int = 0,
                            shuffle_buffer: int = SHUFFLE_BUFFER,
