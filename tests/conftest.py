@@ -20,6 +20,25 @@ CPU_DEVICES = 4
 devices.split_cpu(CPU_DEVICES)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """One JAX persistent compilation cache for the JAX processes this run starts
+    (tests/model/test_frontend.py, test_backends.py, tests/benchmarks/test_bench_model.py):
+    building the small AVC model compiles ~19 small XLA programs, ~16 CPU-seconds, in
+    each fresh JAX process; with the cache only the first pays. Every entry is kept
+    (JAX's default keeps only those that took over 1 s to compile). In the run's own
+    temporary folder, shared by the xdist workers, so that no run sees another's. An
+    entry read while another process still writes it fails to decompress, and JAX
+    compiles instead (with a warning)."""
+    base = tmp_path_factory.getbasetemp()
+    run_dir = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = run_dir / "jax-compilation-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    yield str(cache)
+
+
 @pytest.fixture(scope="session")
 def learnable_shards(tmp_path_factory):
     """Glob of 2 learnable shards (8 videos of 3 s at 4 fps, 4 classes "a".."d"), shared by

@@ -15,7 +15,11 @@ import sys
 from l3.core import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _env(**extra) -> dict:
+    """This environment (read now: conftest's session fixtures add to it) for a child."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
 def hand_flops(preset) -> float:
@@ -46,7 +50,7 @@ def test_paper_forward_flops():
             "from l3 import model, presets; "
             "print(json.dumps(forward_flops(model.build_avc_model(presets.PAPER))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**ENV, "KERAS_BACKEND": "jax"}, timeout=300)
+                          env=_env(KERAS_BACKEND="jax"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     flops = json.loads(proc.stdout.strip().splitlines()[-1])
     assert round(flops["total"] / 1e9, 1) == 10.3
@@ -60,7 +64,7 @@ def test_bench_model_runs_under_jax(tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/bench_model.py", "--backends=jax",
                            "--preset=small", "--batch_sizes=2", "--dtypes=float32",
                            "--min_seconds=0", "--time_budget_s=300", f"--output_json={out}"],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "of peak" in proc.stdout and "jax" in proc.stdout
     report = json.loads(out.read_text())
