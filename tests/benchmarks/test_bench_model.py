@@ -13,13 +13,9 @@ import subprocess
 import sys
 
 from l3.core import presets
+from tests.fixtures.processes import subprocess_env as _env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _env(**extra) -> dict:
-    """This environment (read now: conftest's session fixtures add to it) for a child."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
 def hand_flops(preset) -> float:
