@@ -233,6 +233,16 @@ class PairSampler:
         independent: a frame uniform among those inside the audio, a window
         uniform among those containing its time.
         """
+        video = self.sample_draws(serialized, seed)
+        video["pcm"] = self.window_pcm(video.pop("track"), video.pop("begin"))
+        return video
+
+    def sample_draws(self, serialized, seed) -> Dict[str, tf.Tensor]:
+        """`sample_video` with the windows not yet cut: instead of pcm, track (string
+        []: the record's int16 audio framed by `sliced` zero samples on each side) and
+        begin (int64 [K]: each window's first sample in that track); `window_pcm`
+        cuts them. The training stream cuts each window only when its draw is dealt,
+        so a window's samples are copied once, not with every block operation."""
         k = self.pairs_per_video
         f = _parse(serialized)
         num_samples = f["num_samples"]
@@ -246,6 +256,8 @@ class PairSampler:
         audio_start = tf.cast(f[records.AUDIO_START], tf.float64)
         seconds = tf.cast(audio_start + tf.cast(start, tf.float64) / RATE, tf.float32)
         repeat = lambda x: tf.fill([k], x)
+        total = self.sliced
+        zeros = tf.constant(b"\0" * (2 * total))
         return {
             "usable": usable,
             "bad_frames": tf.reduce_sum(tf.cast(bad, tf.int32)),
@@ -254,7 +266,8 @@ class PairSampler:
             "frame_time": tf.gather(f[records.FRAME_TIMES], frame),
             "video_id": repeat(f[records.VIDEO_ID]),
             "label": repeat(f[records.LABEL]),
-            "pcm": self._slice(f[records.AUDIO], start, num_samples),
+            "track": tf.strings.join([zeros, f[records.AUDIO], zeros]),
+            "begin": tf.clip_by_value(start - self.margin, -total, num_samples) + total,
             "audio_start": seconds,
             "image_seed": tf.random.experimental.stateless_split(seeds[2], k),
             "pair_seed": tf.random.experimental.stateless_split(seeds[3], k),
@@ -269,19 +282,15 @@ class PairSampler:
         k = low + tf.cast(tf.floor(u * tf.cast(high - low + 1, tf.float64)), tf.int64)
         return tf.minimum(k, high)
 
-    def _slice(self, raw, start, num_samples) -> tf.Tensor:
-        """int16 [K, sliced]: samples [start - margin, start + window + margin), zeros outside the track.
-
-        The raw track is framed by `sliced` zero samples on each side, so every
-        window is one fixed-length substring (one copy of the track per record).
-        """
+    def window_pcm(self, track, begin) -> tf.Tensor:
+        """int16 [..., sliced]: the samples [begin, begin + sliced) of `track`
+        (`sample_draws`'s; begin int64 [...]): the window [start - margin, start +
+        window + margin) of the record's audio, zeros outside it. One fixed-length
+        substring per window."""
         total = self.sliced
-        zeros = tf.constant(b"\0" * (2 * total))
-        padded = tf.strings.join([zeros, raw, zeros])
-        begin = tf.clip_by_value(start - self.margin, -total, num_samples) + total
-        pcm = tf.io.decode_raw(tf.strings.substr(padded, 2 * begin, tf.fill(tf.shape(begin), tf.constant(2 * total, tf.int64))),
+        pcm = tf.io.decode_raw(tf.strings.substr(track, 2 * begin, tf.fill(tf.shape(begin), tf.constant(2 * total, tf.int64))),
                                tf.int16, little_endian=True)
-        return tf.ensure_shape(pcm, [self.pairs_per_video, total])
+        return tf.ensure_shape(pcm, begin.shape.concatenate([total]))
 
     # --- stage 2: decode the one JPEG, augment --------------------------------------
     def load_frame(self, video: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

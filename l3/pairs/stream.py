@@ -17,9 +17,14 @@ One stream per input pipeline (a trainer worker), over that worker's shards:
                  stateless shuffle of the block's usable records keyed by
                  (seed, worker, e, block, k): a batch inside one round never
                  holds two draws of one record, and batches mix other videos
-                 each round
-    batches      B consecutive draws; frames decoded (crop window, flip),
-                 labels, donors and gains from the batch's first draw's seed
+                 each round. The deal moves only the draws' light fields;
+                 each draw then takes its own JPEG from the block, decodes
+                 it (crop window, flip) and cuts its window from its record's
+                 track, in one map: its pixels and samples are copied once
+                 before the batch (the block's frames and tracks are not
+                 copied again)
+    batches      B consecutive draws; labels, donors and gains from the
+                 batch's first draw's seed
 
 **Position.** Every batch carries where the stream stands after it
 (`StreamPosition`, int64 [6 + 3 L]): epoch, block, draws of the block
@@ -30,8 +35,9 @@ offset; ordinal -1: the lane had finished). That vector is all a
 checkpoint keeps of the input (a few hundred bytes). `dataset(position)`
 rebuilds the stream there: it re-reads the block's records once (the lanes
 restart at their shard and record, `TFRecordDataset.skip` over the framing)
-and skips the draws already consumed, so a resumed run sees exactly the
-pairs an uninterrupted one would.
+and starts its dealing order at the first draw not yet consumed (never
+decoding the others), so a resumed run sees exactly the pairs an
+uninterrupted one would.
 
 **Damage.** Shards: `on_damage` as in `l3.records.shard_reader` (skip the
 rest of a damaged shard with a warning naming it, or stop naming the byte
@@ -165,17 +171,13 @@ class TrainingStream:
                  if position.lanes[lane][0] >= 0]
         lane_starts = tuple(tf.constant([row[i] for row in lanes], tf.int64) for i in range(4))
         first = self._epoch_draws(tf.constant(position.epoch, tf.int64), lane_starts,
-                                  position.block).skip(position.consumed)
+                                  position.block, position.consumed)
         fresh = tuple(tf.constant(v, tf.int64) for v in
                       (list(range(self.num_lanes)), [0] * self.num_lanes, [0] * self.num_lanes,
                        [0] * self.num_lanes))
         later = tf.data.Dataset.range(position.epoch + 1, 1 << 62).flat_map(
             lambda epoch: self._epoch_draws(epoch, fresh, 0))
         ds = first.concatenate(later)
-        ds = ds.map(self.sampler.load_frame, num_parallel_calls=parallel, deterministic=True)
-        if self.on_damage == "skip":
-            ds = ds.ignore_errors(log_warning=True)  # a JPEG that passes the marker check but not
-            #                                         the decoder: dropped, deterministically
         ds = ds.batch(self.batch_size, drop_remainder=True)
         ds = ds.map(lambda draws: (self.sampler.make_pairs(draws), _state(draws)),
                     num_parallel_calls=parallel, deterministic=True)
@@ -189,11 +191,12 @@ class TrainingStream:
         tf_options.deterministic = True
         return ds.with_options(tf_options)
 
-    def _epoch_draws(self, epoch, lane_starts, first_block: int) -> tf.data.Dataset:
+    def _epoch_draws(self, epoch, lane_starts, first_block: int, consumed: int = 0) -> tf.data.Dataset:
         """The draws of epoch `epoch` (int64 scalar) whose lanes start at `lane_starts`
         = (lane ids in visiting order, shard ordinals, record indices, byte offsets),
-        int64 [n] each; blocks numbered from `first_block`. Each draw: the sampler's
-        fields + position (int64 [6 + 3 L], after it) + bad_frames (int32 [])."""
+        int64 [n] each; blocks numbered from `first_block`, whose first `consumed`
+        draws are left out. Each draw: the sampler's fields + position (int64
+        [6 + 3 L], after it) + bad_frames (int32 [])."""
         records = self._epoch_records(epoch, lane_starts)
         parallel = self.options.num_parallel_calls
 
@@ -201,14 +204,40 @@ class TrainingStream:
             seed = self._seed
             for part in (_RECORD_STREAM, epoch, lane, ordinal, index):
                 seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(part, tf.int64))
-            video = self.sampler.sample_video(record, seed)
+            video = self.sampler.sample_draws(record, seed)
             video.update(lane=lane, ordinal=ordinal, index=index, offset=offset, path=path)
             return video
 
         draws = records.map(sample, num_parallel_calls=parallel, deterministic=True)
         blocks = draws.batch(self.records_per_block).enumerate(start=first_block)
-        return blocks.map(lambda block, videos: self._deal(epoch, block, videos),
-                          num_parallel_calls=parallel, deterministic=True).unbatch()
+        dealt = blocks.map(lambda block, videos: (videos, self._deal(epoch, block, videos)),
+                           num_parallel_calls=parallel, deterministic=True)
+        skip = lambda block: tf.where(tf.equal(block, first_block), tf.constant(consumed, tf.int64),
+                                      tf.constant(0, tf.int64))
+        return dealt.flat_map(lambda videos, deal: self._dealt_draws(videos, deal,
+                                                                    skip(deal["block"])))
+
+    def _dealt_draws(self, videos, deal, skip) -> tf.data.Dataset:
+        """A dealt block's draws (`_deal`) from draw `skip` on, each with its frame
+        taken from the block and decoded (`PairSampler.load_frame`) and its window cut
+        from its record's track (`PairSampler.window_pcm`): the only copies of its
+        pixels and samples before the batch."""
+        frames, tracks = tf.reshape(videos["frame"], [-1]), videos["track"]
+
+        def draw(fields):
+            out = dict(fields)
+            out["frame"] = tf.gather(frames, out.pop("draw"))
+            out["pcm"] = self.sampler.window_pcm(tf.gather(tracks, out.pop("record")),
+                                                 out.pop("begin"))
+            return self.sampler.load_frame(out)
+
+        ds = tf.data.Dataset.from_tensor_slices({key: value[skip:] for key, value in deal.items()
+                                                 if key != "block"})
+        ds = ds.map(draw, num_parallel_calls=self.options.num_parallel_calls, deterministic=True)
+        if self.on_damage == "skip":
+            ds = ds.ignore_errors(log_warning=True)  # a JPEG that passes the marker check but not
+            #                                         the decoder: dropped, deterministically
+        return ds
 
     def _epoch_records(self, epoch, lane_starts) -> tf.data.Dataset:
         """(lane, ordinal, index, offset, path, serialized record) of one epoch, the lanes
@@ -235,9 +264,12 @@ class TrainingStream:
             num_parallel_calls=self.options.num_parallel_calls, deterministic=True)
 
     def _deal(self, epoch, block, videos: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """A block of n records' draws ([n, K, ...]) -> its usable draws in dealing order
-        ([u K, ...]: K rounds, each a shuffle of the u usable records), each with the
-        position after it."""
+        """A block of n records' draws ([n, K, ...]) -> its usable draws' light fields
+        in dealing order ([u K, ...]: K rounds, each a shuffle of the u usable
+        records), each with the position after it, `draw` (its index in the block's
+        [n K] frames), `record` (its record in the block) and `begin` (its window in
+        that record's track); + block (int64 []). Frames and tracks stay in the block
+        until `_dealt_draws` takes each draw's own."""
         k, lanes = self.k, self.num_lanes
         lane = videos["lane"]
         # Each lane's next record at the block's start: its first record in the block.
@@ -253,8 +285,9 @@ class TrainingStream:
             seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(part, tf.int64))
         rounds = tf.argsort(tf.random.stateless_uniform([k, u], seed), axis=1)       # [K, u]
         order = tf.reshape(tf.gather(usable, rounds) * k + tf.range(k)[:, None], [-1])
-        out = {key: tf.gather(tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0)), order)
-               for key, value in videos.items() if key in _DRAW_KEYS}
+        out = {key: tf.gather(tf.reshape(videos[key], tf.concat([[-1], tf.shape(videos[key])[2:]], 0)),
+                              order) for key in _DRAW_KEYS}
+        out["draw"], out["record"] = order, order // k
         head = tf.stack([epoch, tf.cast(block, tf.int64), tf.constant(0, tf.int64),
                          lane[0], tf.constant(self.options.seed, tf.int64),
                          tf.constant(self.fingerprint, tf.int64)])
@@ -262,9 +295,9 @@ class TrainingStream:
         count = tf.shape(order, out_type=tf.int64)[0]
         consumed = tf.one_hot(2, tf.size(vector), dtype=tf.int64)                    # column 2
         out["position"] = vector[None, :] + tf.range(1, count + 1)[:, None] * consumed[None, :]
-        bad = self._bad_frames(videos)
-        out["bad_frames"] = tf.one_hot(0, tf.cast(count, tf.int32), on_value=bad, off_value=0,
-                                       dtype=tf.int32)
+        out["bad_frames"] = tf.one_hot(0, tf.cast(count, tf.int32), on_value=self._bad_frames(videos),
+                                       off_value=0, dtype=tf.int32)
+        out["block"] = tf.cast(block, tf.int64)
         return out
 
     def _bad_frames(self, videos) -> tf.Tensor:
@@ -275,8 +308,8 @@ class TrainingStream:
                                           "in this block of records")
 
 
-_DRAW_KEYS = ("frame", "frame_index", "frame_time", "video_id", "label", "pcm", "audio_start",
-              "image_seed", "pair_seed")
+_DRAW_KEYS = ("frame_index", "frame_time", "video_id", "label", "begin", "audio_start",
+              "image_seed", "pair_seed")  # the light fields a block's draws carry from `_deal` on
 
 
 def _state(draws: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -64,7 +64,7 @@ def read_shard_positions(path: tf.Tensor, size: tf.Tensor, on_damage: str = "ski
     if on_damage not in ON_DAMAGE:
         raise ValueError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
     start = (tf.cast(start_offset, tf.int64), tf.cast(start_index, tf.int64))
-    raw = tf.data.TFRecordDataset(path).skip(tf.cast(start_index, tf.int64))
+    raw = tf.data.TFRecordDataset(path, buffer_size=0).skip(tf.cast(start_index, tf.int64))
     if on_damage == "stop":
         return raw.scan(start, _advance).map(lambda record, is_end, offset, index:
                                               (record, index, offset))
