@@ -29,6 +29,16 @@ from l3.core import errors
 from l3.records import framing
 
 ON_DAMAGE = ("skip", "stop")
+REMOTE_READ_BUFFER = 256 * 1024  # TFRecordDataset's own default
+
+
+def read_buffer(path: tf.Tensor) -> tf.Tensor:
+    """int64 []: TFRecordDataset's read buffer for `path` (string []): none for a local
+    file (each record is read straight into its string: 1.1 vs 1.6-2.0 ms CPU a
+    2.26-MB record here), TensorFlow's default 256 KB for a URL (gs://, s3://, ...),
+    where unbuffered reads would be three requests a record."""
+    remote = tf.strings.regex_full_match(path, "[A-Za-z][A-Za-z0-9+.-]*://.*")
+    return tf.where(remote, tf.constant(REMOTE_READ_BUFFER, tf.int64), tf.constant(0, tf.int64))
 
 
 def file_sizes(files: Sequence[str]) -> List[int]:
@@ -64,7 +74,8 @@ def read_shard_positions(path: tf.Tensor, size: tf.Tensor, on_damage: str = "ski
     if on_damage not in ON_DAMAGE:
         raise ValueError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
     start = (tf.cast(start_offset, tf.int64), tf.cast(start_index, tf.int64))
-    raw = tf.data.TFRecordDataset(path, buffer_size=0).skip(tf.cast(start_index, tf.int64))
+    raw = tf.data.TFRecordDataset(path, buffer_size=read_buffer(path)).skip(
+        tf.cast(start_index, tf.int64))
     if on_damage == "stop":
         return raw.scan(start, _advance).map(lambda record, is_end, offset, index:
                                               (record, index, offset))

@@ -218,3 +218,15 @@ def test_deep_verify_names_every_frame_that_does_not_decode(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"BAD {path}: record 1 (byte" in proc.stdout, proc.stdout
     assert "0 of 1 shards sound, 1 bad" in proc.stdout, proc.stdout
+
+
+def test_local_shards_are_read_unbuffered_and_urls_with_tensorflows_buffer():
+    """Unbuffered reads put a local record straight into its string; on a URL they would
+    cost three requests a record, so there the reader keeps TensorFlow's 256 KB buffer."""
+    sizes = {p: int(shard_reader.read_buffer(tf.constant(p)))
+             for p in ("/data/train-00000.tfrecord", "shards/a.tfrecord",
+                       "gs://bucket/train-00000.tfrecord", "s3://b/a.tfrecord",
+                       "hdfs://host:9000/a.tfrecord")}
+    assert sizes == {"/data/train-00000.tfrecord": 0, "shards/a.tfrecord": 0,
+                     "gs://bucket/train-00000.tfrecord": 256 * 1024,
+                     "s3://b/a.tfrecord": 256 * 1024, "hdfs://host:9000/a.tfrecord": 256 * 1024}
