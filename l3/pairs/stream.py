@@ -195,8 +195,9 @@ class TrainingStream:
         """The draws of epoch `epoch` (int64 scalar) whose lanes start at `lane_starts`
         = (lane ids in visiting order, shard ordinals, record indices, byte offsets),
         int64 [n] each; blocks numbered from `first_block`, whose first `consumed`
-        draws are left out. Each draw: the sampler's fields + position (int64
-        [6 + 3 L], after it) + bad_frames (int32 [])."""
+        draws are left out. Each draw: the sampler's fields with its frame decoded
+        (image, `PairSampler.load_frame`) and its window cut (pcm int16 [sliced]) +
+        position (int64 [6 + 3 L], after it) + bad_frames (int32 [])."""
         records = self._epoch_records(epoch, lane_starts)
         parallel = self.options.num_parallel_calls
 
