@@ -19,6 +19,7 @@ import pytest
 
 from l3.core import errors
 from l3.train import run_dir
+from tests.fixtures.processes import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER = os.path.join(ROOT, "tests", "fixtures", "scripts_in_one_process.py")
@@ -124,9 +125,8 @@ def bad_runs(tmp_path_factory):
     spec, out = tmp_path / "calls.json", tmp_path / "results.json"
     spec.write_text(json.dumps([{"prog": prog, "module": scripts[prog], "args": args,
                                  "cwd": str(tmp_path)} for _, prog, args in calls]))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, RUNNER, str(spec), str(out)], cwd=str(tmp_path),
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert [r["prog"] for r in results] == [prog for _, prog, _ in calls]
@@ -204,8 +204,8 @@ def test_help_of_the_installed_script_lists_its_flags(prog):
     module = console_scripts()[prog]
     with open(importlib.util.find_spec(module).origin) as f:
         defined = re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', f.read())
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([script, "--help"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([script, "--help"], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # (absl's --help exits 1)
     assert proc.stdout.lstrip().startswith(f"{prog}: "), proc.stdout[:500]
     missing = [name for name in defined
