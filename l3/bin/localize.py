@@ -18,6 +18,11 @@ network's unconditioned activation map and a centre prior; and, when the box fil
 describes them, the same numbers per case (clean, distractor visible, off-screen
 sound, silent gap, unrelated sound).
 
+--duets (default on) asks the question a single centred object cannot: each frame is put
+beside a frame of another label, with the sound of one, and the heatmap should light the
+sounding frame (`l3.eval.localization_duet`): the same rows, scored against the sounding
+frame (cIoU@0.5, AUC) and its object's box (AUC), and a figure localization_duet.png.
+
 Instead of records, --media_dir reads a folder in the layout of the VGG-SS and
 Flickr-SoundNet test sets as EZ-VSL reads them: frames/<id>.jpg (the annotated frame)
 and audio/<id>.wav (the 1 s centred on the frame's time, or on the audio's middle), for
@@ -62,6 +67,8 @@ flags.DEFINE_enum("gt", "box", list(localization_data.GT_KINDS), "Ground truth: 
 flags.DEFINE_float("tolerance", 0.1, "Seconds between a record's frame and an annotated frame.")
 flags.DEFINE_integer("max_items", 0, "At most this many frames (0: all).")
 flags.DEFINE_bool("untrained", True, "Also score an untrained network of the same preset.")
+flags.DEFINE_bool("duets", True, "Also score two-source scenes: each frame beside a frame of "
+                  "another label, the sound of one (truth: the sounding frame).")
 flags.DEFINE_integer("seed", 0, "Seed: untrained network, the other-sound permutation.")
 flags.DEFINE_integer("figure_items", 6, "Rows of the figure (0: no figure).")
 flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
@@ -85,7 +92,7 @@ def main(argv):
         media_dir=FLAGS.media_dir, method=FLAGS.method, shifts=FLAGS.shifts,
         frames_per_video=FLAGS.frames_per_video, view=FLAGS.view,
         gt=FLAGS.gt, tolerance=FLAGS.tolerance, max_items=FLAGS.max_items or None,
-        untrained=FLAGS.untrained, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+        untrained=FLAGS.untrained, duets=FLAGS.duets, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
         figure_items=FLAGS.figure_items, log=print)
     print(localization_run.format_table(result))
     print(f"wrote {FLAGS.output_dir}/{localization_run.RESULTS_JSON}")

@@ -14,7 +14,8 @@ Stages, each reusing what an earlier run left in `work_dir`:
   7. analysis   k-means NMI, unit preference and figures on the test split; cross-modal
                 retrieval (image -> audio, audio -> image) and sound-source localization
                 against the corpus's own object boxes (objects.json), trained vs
-                untrained vs chance / baselines
+                untrained vs chance / baselines, on single frames and on two-source
+                scenes (each frame beside another label's, the sound of one)
 
 Results go to `work_dir/summary.json` and a table beside the paper's numbers.
 
@@ -29,7 +30,8 @@ Layout of `work_dir`: corpus/ (unless a cache dir is given; objects.json: where 
 video's object is), tfrecords/ ({split}-NNNNN-of-NNNNN.tfrecord, summary.json, boxes.json:
 the objects of the videos in the shards), train/ (checkpoints,
 TensorBoard), export/ and export_untrained/, svm/, analysis/ (figures,
-analysis.json, localization.json and localization.png), summary.json.
+analysis.json, localization.json, localization.png and localization_duet.png),
+summary.json.
 """
 
 import dataclasses
@@ -243,17 +245,26 @@ def retrieval_summary(result: Optional[Dict]) -> Dict:
 
 def localization_summary(result: Optional[Dict]) -> Dict:
     """summary["localization"]: {row: {"cIoU@0.5", "AUC", "mean_cIoU", "n"}};
-    summary["localization_detail"]: by case, items, method, view, figure."""
+    summary["localization_detail"]: by case, items, method, view, figure;
+    summary["localization_duet"]: the rows on two-source scenes (truth: the sounding frame;
+    `l3.eval.localization_duet`), summary["localization_duet_detail"]: against the box."""
     if not result:
         return {}
     detail = {k: result.get(k) for k in ("by_case", "num_items", "num_videos", "method", "view",
                                          "gt", "frames_per_video", "protocol", "figure")}
-    return {"localization": result["rows"], "localization_detail": detail}
+    out = {"localization": result["rows"], "localization_detail": detail}
+    if result.get("duet"):
+        d = result["duet"]
+        out["localization_duet"] = d["rows"]
+        out["localization_duet_detail"] = {"rows_box": d["rows_box"], "num_items": d["num_items"],
+                                           "protocol": d["protocol"], "figure": d.get("figure")}
+    return out
 
 
 def targets_met_beyond_paper(summary: Dict) -> Dict:
     """Issue 22's targets: image -> audio R@10 at least 2x untrained and 2x chance; trained
-    cIoU@0.5 above the untrained network, the centre prior and the unconditioned map."""
+    cIoU@0.5 above the untrained network, the centre prior and the unconditioned map (on
+    single frames, and on two-source scenes)."""
     out = {}
     if "retrieval" in summary:
         rows = summary["retrieval"]["image_to_audio"]
@@ -264,6 +275,10 @@ def targets_met_beyond_paper(summary: Dict) -> Dict:
         rows = summary["localization"]
         out["localization_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
                                        for r in LOCALIZATION_RIVALS if r in rows)
+    if "localization_duet" in summary:
+        rows = summary["localization_duet"]
+        out["localization_duet_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
+                                            for r in LOCALIZATION_RIVALS if r in rows)
     return out
 
 
@@ -321,6 +336,17 @@ def beyond_paper_table(summary: Dict) -> list:
         for case, case_rows in (d.get("by_case") or {}).items():
             lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
                          + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
+    if "localization_duet" in summary:
+        rows, d = summary["localization_duet"], summary.get("localization_duet_detail", {})
+        names = [n for n in ("trained", "untrained", "unconditioned", "center_prior") if n in rows]
+        lines += ["", f"two-source scenes, {d.get('num_items')} frames each beside another "
+                      "label's, the sound of one (truth: the sounding frame)",
+                  f"{'':34s} " + " ".join(f"{n:>13s}" for n in names)]
+        for key in ("cIoU@0.5", "AUC"):
+            lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names))
+        if "trained_partner_sound" in rows:
+            lines.append(f"{'  trained, the other frame sound':34s} "
+                         f"{rows['trained_partner_sound']['cIoU@0.5']:13.3f}")
     return lines
 
 

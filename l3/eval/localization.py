@@ -101,10 +101,12 @@ def summarize(cious: Sequence[float]) -> Dict[str, float]:
             "mean_cIoU": float(np.mean(c)), "n": int(len(c))}
 
 
-def upsample(heatmap: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
-    """[h, w] -> float64 [size, size], bilinear, cell (i, j) covering its share of the frame."""
+def upsample(heatmap: np.ndarray, size=EVAL_SIZE) -> np.ndarray:
+    """[h, w] -> float64 [size, size] (or [H, W] for size = (H, W)), bilinear, cell (i, j)
+    covering its share of the frame."""
     m = np.asarray(heatmap, np.float64)
-    return ndimage.zoom(m, (size / m.shape[0], size / m.shape[1]), order=1, mode="nearest",
+    height, width = (size, size) if np.isscalar(size) else size
+    return ndimage.zoom(m, (height / m.shape[0], width / m.shape[1]), order=1, mode="nearest",
                         grid_mode=True)
 
 
@@ -129,7 +131,9 @@ class Localizer:
         from l3.model import network as model_lib  # noqa: PLC0415
         nets = model_lib.subnetworks(avc_model)
         vision = nets[model_lib.VISION]
-        self._maps = keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)
+        self._vision = vision
+        self._maps = {tuple(vision.input.shape[1:3]):
+                      keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)}
         self._audio = nets[model_lib.AUDIO]
         self._fusion = nets["fusion"]
         self.parts = retrieval.fusion_parts(self._fusion)
@@ -140,9 +144,26 @@ class Localizer:
         return np.concatenate([np.asarray(fn(*(a[i:i + self.batch_size] for a in arrays)))
                                for i in range(0, n, self.batch_size)])
 
+    def _maps_model(self, height: int, width: int):
+        """The vision network up to conv4_2_relu on [b, height, width, 3] inputs: the network's
+        own layers (its weights), applied in order to a new input of that size (the trunk
+        is a chain of convolutions, batch norms, ReLUs and pools up to there)."""
+        if (height, width) not in self._maps:
+            import keras  # noqa: PLC0415
+            x = image = keras.Input((height, width, 3), name="image")
+            for layer in self._vision.layers[1:]:
+                x = layer(x)
+                if layer.name == "conv4_2_relu":
+                    break
+            self._maps[(height, width)] = keras.Model(image, x)
+        return self._maps[(height, width)]
+
     def conv_maps(self, images: np.ndarray) -> np.ndarray:
-        """float32 [n, S, S, 3] in [0, 1] -> conv4_2 after ReLU, float32 [n, h, w, C]."""
-        return self._batched(lambda x: self._maps(x, training=False), np.asarray(images, np.float32))
+        """float32 [n, H, W, 3] in [0, 1] (the network's S x S, or any size: the trunk is
+        convolutional up to conv4_2) -> conv4_2 after ReLU, float32 [n, h, w, C]."""
+        images = np.asarray(images, np.float32)
+        model = self._maps_model(*images.shape[1:3])
+        return self._batched(lambda x: model(x, training=False), images)
 
     def dense_maps(self, images: np.ndarray, shifts: int = DENSE_SHIFTS) -> np.ndarray:
         """conv4_2 after ReLU, `shifts` times finer (`shift_and_stitch`): float32
@@ -196,8 +217,8 @@ def unconditioned_map(maps: np.ndarray) -> np.ndarray:
 def shift_and_stitch(images: np.ndarray, maps_fn, shifts: int) -> np.ndarray:
     """A feature map `shifts` times finer than `maps_fn`'s, at the same scale.
 
-    images float32 [n, S, S, 3]; maps_fn: images -> [n, h, w, C] with a stride of
-    s = S / h pixels (cell (i, j) the features of input pixels [s i, s (i + 1)) x
+    images float32 [n, H, W, 3]; maps_fn: images -> [n, h, w, C] with a stride of
+    s = H / h = W / w pixels (cell (i, j) the features of input pixels [s i, s (i + 1)) x
     [s j, s (j + 1))). With step t = s / shifts and p = (s - t) / 2, pass (a, b) runs
     maps_fn on the frame moved by (a t - p, b t - p) pixels (edges repeated), and its
     cell (i, j) becomes cell (shifts i + a, shifts j + b) of the result: cell (k, l)
@@ -208,11 +229,11 @@ def shift_and_stitch(images: np.ndarray, maps_fn, shifts: int) -> np.ndarray:
     """
     if shifts == 1:
         return maps_fn(images)
-    n, size = images.shape[0], images.shape[1]
+    n, height, width = images.shape[:3]
     probe = maps_fn(images[:1])
     h, w, channels = probe.shape[1:]
-    stride = size // h
-    if size != stride * h or size != stride * w or stride % (2 * shifts):
+    stride = height // h
+    if height != stride * h or width != stride * w or stride % (2 * shifts):
         return maps_fn(images)
     step = stride // shifts
     pad = (stride - step) // 2
@@ -220,6 +241,6 @@ def shift_and_stitch(images: np.ndarray, maps_fn, shifts: int) -> np.ndarray:
     out = np.empty((n, h * shifts, w * shifts, channels), np.float32)
     for a in range(shifts):
         for b in range(shifts):
-            moved = padded[:, a * step:a * step + size, b * step:b * step + size]
+            moved = padded[:, a * step:a * step + height, b * step:b * step + width]
             out[:, a::shifts, b::shifts] = maps_fn(moved)
     return out

@@ -14,6 +14,12 @@ Rows (each: cIoU@0.5, AUC, mean cIoU, n; `l3.eval.localization`):
   unconditioned          the trained network's sound-free activation map (mean over channels)
   center_prior           a centred Gaussian (after the median rule: the central half ellipse)
 
+`duet` (with `duets`, the default): the same networks on two-source scenes, each frame
+beside a frame of another label and the sound of one (`l3.eval.localization_duet`): rows
+trained, trained_partner_sound, untrained, unconditioned, center_prior, scored against
+the sounding frame ("rows") and its object's box ("rows_box"); figure
+output_dir/localization_duet.png.
+
 `by_case` repeats the rows on the items of each case (`localization_data.item_cases`:
 clean, distractor visible, off-screen sound, silent gap, unrelated sound) when the truth
 file describes them. Writes output_dir/localization.json (the returned dict, with each
@@ -29,11 +35,13 @@ import numpy as np
 from l3.core import errors, fileio
 from l3.eval import localization as loc
 from l3.eval import localization_data as ldata
+from l3.eval import localization_duet as duet_lib
 from l3.eval import localization_io as lio
 from l3.eval.analysis import encoders, figures
 
 RESULTS_JSON = "localization.json"
 FIGURE = "localization.png"
+DUET_FIGURE = "localization_duet.png"
 ROWS = ("trained", "untrained", "center_prior", "unconditioned")
 
 
@@ -76,8 +84,8 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
                           method: str = loc.METHODS[0], shifts: int = loc.DENSE_SHIFTS,
                           frames_per_video: int = 1, view: str = "squeeze", gt: str = "box",
                           tolerance: float = 0.1, max_items: Optional[int] = None,
-                          untrained: bool = True, seed: int = 0, batch_size: int = 32,
-                          figure_items: int = 6, log=None) -> Dict:
+                          untrained: bool = True, duets: bool = True, seed: int = 0,
+                          batch_size: int = 32, figure_items: int = 6, log=None) -> Dict:
     """Localization rows for an export on annotated records (module docstring), or on a
     folder of frames/<id>.jpg and audio/<id>.wav (`media_dir`, EZ-VSL's test layout)
     instead of records (`data_pattern` None)."""
@@ -111,11 +119,24 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
             "trained_other_sound": lambda maps, i: trained.heatmaps(maps, sound[perm[i]], method),
             "unconditioned": lambda maps, i: loc.unconditioned_map(maps)}
     heat = _heatmaps(trained, items.images, rows, shifts)
+    net = net_sound = None
     if untrained:
         net = loc.Localizer(encoders.untrained_avc_model(preset, seed), batch_size)
         net_sound = net.audio_embeddings(items.waveforms)
         heat.update(_heatmaps(net, items.images, {
             "untrained": lambda maps, i: net.heatmaps(maps, net_sound[i], method)}, shifts))
+    pairs = duet_lib.make_duets(items, seed) if duets else None
+    duet_heat = {}
+    if pairs is not None:
+        duet_heat = _heatmaps(trained, pairs.images, {
+            "trained": lambda maps, k: trained.heatmaps(maps, sound[pairs.item[k]], method),
+            "trained_partner_sound":
+                lambda maps, k: trained.heatmaps(maps, sound[pairs.partner[k]], method),
+            "unconditioned": lambda maps, k: loc.unconditioned_map(maps)}, shifts)
+        if net is not None:
+            duet_heat.update(_heatmaps(net, pairs.images, {
+                "untrained": lambda maps, k: net.heatmaps(maps, net_sound[pairs.item[k]],
+                                                          method)}, shifts))
     cious = {name: _cious(h, items.gt, size) for name, h in heat.items()}
     prior = loc.center_prior(size)
     cious["center_prior"] = np.array([loc.ciou(prior, g) for g in items.gt])
@@ -137,8 +158,21 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
                   for i, (v, t, lab, cs) in enumerate(zip(items.video_ids, items.times,
                                                           items.labels, items.cases))],
     }
+    if pairs is not None:
+        scored = duet_lib.score_duets(pairs, duet_heat)
+        result["duet"] = {
+            "num_items": len(pairs), "protocol": duet_lib.PROTOCOL,
+            "rows": scored["rows"], "rows_box": scored["rows_box"],
+            "items": [{"video_id": items.video_ids[i], "time": round(float(items.times[i]), 4),
+                       "partner_video_id": items.video_ids[j],
+                       "partner_time": round(float(items.times[j]), 4), "left": bool(lf),
+                       "cIoU": {r: round(float(c[k]), 4) for r, c in scored["cious"].items()}}
+                      for k, (i, j, lf) in enumerate(zip(pairs.item, pairs.partner, pairs.left))]}
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
+        if figure_items and pairs is not None:
+            result["duet"]["figure"] = _duet_figure(output_dir, items, pairs, duet_heat,
+                                                    scored["cious"], figure_items)
         if figure_items:
             chosen = _figure_items(items.cases, items.labels, figure_items)
             columns = {"trained": "trained: own sound", "trained_other_sound": "trained: other sound",
@@ -157,6 +191,29 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
     else:
         result["seconds"] = round(time.time() - start, 1)
     return result
+
+
+def _duet_figure(output_dir: str, items, pairs, heat, cious, count: int) -> str:
+    """localization_duet.png: the first duet of each label (then the next ones), columns
+    own sound, the partner's sound, untrained, unconditioned; path relative to output_dir."""
+    labels = [items.labels[i] for i in pairs.item]
+    first = list({lab: k for k, lab in reversed(list(enumerate(labels)))}.values())[::-1]
+    chosen = (first + [k for k in range(len(pairs)) if k not in first])[:count]
+    size = pairs.gt.shape[1:]
+    columns = {"trained": "trained: own sound", "trained_partner_sound": "trained: other's sound",
+               "untrained": "untrained", "unconditioned": "unconditioned map"}
+    columns = {k: v for k, v in columns.items() if k in heat}
+    path = figures.localization_figure(
+        os.path.join(output_dir, DUET_FIGURE), pairs.display[chosen],
+        {label: np.stack([loc.upsample(heat[k][i], size) for i in chosen])
+         for k, label in columns.items()},
+        [pairs.boxes[i] for i in chosen], [pairs.partner_boxes[i] for i in chosen],
+        [f"{labels[i]} {items.times[pairs.item[i]]:.1f}s\n({'left' if pairs.left[i] else 'right'}"
+         f" sounds)" for i in chosen],
+        {label: [cious[k][i] for i in chosen] for k, label in columns.items()},
+        heading="Which of two frames sounds: the sound of one (green box), another label's "
+                "frame beside it (dashed: its silent object); cIoU against the sounding frame")
+    return os.path.relpath(path, output_dir)
 
 
 def _case_note(cases) -> str:
@@ -195,4 +252,13 @@ def format_table(result: Dict) -> str:
             lines.append(f"  {row:24s}" + "".join(
                 f"{result['by_case'][c][row]['cIoU@0.5']:>10.3f} /{result['by_case'][c][row]['AUC']:5.2f}"
                 for c in cases))
+    if result.get("duet"):
+        d = result["duet"]
+        lines.append("")
+        lines.append(f"  two-source scenes: {d['num_items']} frames, each beside a frame of "
+                     "another label, the sound of one; truth: the sounding frame (its box: AUC)")
+        lines.append(f"  {'':24s}{'cIoU@0.5':>10s}{'AUC':>8s}{'mean cIoU':>11s}{'box AUC':>9s}")
+        for row, m in d["rows"].items():
+            lines.append(f"  {row:24s}{m['cIoU@0.5']:10.3f}{m['AUC']:8.3f}{m['mean_cIoU']:11.3f}"
+                         f"{d['rows_box'][row]['AUC']:9.3f}")
     return "\n".join(lines)

@@ -21,3 +21,24 @@ def test_localization_rows_have_whole_headers_and_aligned_columns():
         assert [float(v) for v in values] == [round(rows[n][key], 3) for n in header.split()]
         # each number ends where its header ends (right-aligned columns)
         assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
+
+
+def test_two_source_rows_sit_under_their_headers():
+    rows = {"trained": {"cIoU@0.5": 0.685, "AUC": 0.628},
+            "trained_partner_sound": {"cIoU@0.5": 0.037, "AUC": 0.163},
+            "untrained": {"cIoU@0.5": 0.065, "AUC": 0.339},
+            "unconditioned": {"cIoU@0.5": 0.11, "AUC": 0.343},
+            "center_prior": {"cIoU@0.5": 0.0, "AUC": 0.325}}
+    lines = run.beyond_paper_table({"localization_duet": rows,
+                                    "localization_duet_detail": {"num_items": 400}})
+    assert any(line.startswith("two-source scenes, 400 frames") for line in lines)
+    header = next(line for line in lines if "center_prior" in line)
+    assert header.split() == ["trained", "untrained", "unconditioned", "center_prior"]
+    ends = [header.index(name) + len(name) for name in header.split()]
+    for key in ("cIoU@0.5", "AUC"):
+        (row,) = [x for x in lines if x.startswith(key)]
+        values = row[34:].split()
+        assert [float(v) for v in values] == [rows[n][key] for n in header.split()]
+        assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
+    (partner,) = [x for x in lines if "other frame" in x]
+    assert float(partner.split()[-1]) == 0.037

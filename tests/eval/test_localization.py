@@ -323,3 +323,128 @@ def test_dense_fusion_map_finds_an_object_between_the_cells():
     top = {k: loc.binarize(loc.normalize(h), 1 - 1 / 16) for k, h in heat.items()}
     iou = {k: np.sum(t & (truth == 1)) / np.sum(t | (truth == 1)) for k, t in top.items()}
     assert iou[4] > 0.5 and iou[4] > iou[1] + 0.2, iou
+
+
+# --- two-source scenes (l3.eval.localization_duet) ----------------------------------------
+
+def _items(n_per_label: int = 10, labels=("red", "blue", "green"), e: int = 16):
+    """LocalizationItems by hand: item k's image is filled with k (so a half of a composite
+    says which item it is), its box a band whose left edge moves with k."""
+    from l3.eval import localization_data as ldata
+    n = n_per_label * len(labels)
+    images = np.arange(n, dtype=np.float32)[:, None, None, None] * np.ones((n, 8, 8, 3), np.float32)
+    boxes = [np.array([[0.05 * (k % 10), 0.25, 0.5 + 0.05 * (k % 10), 0.75]]) for k in range(n)]
+    return ldata.LocalizationItems(
+        images=images, display=images.astype(np.uint8).repeat(2, 1).repeat(2, 2),
+        waveforms=np.zeros((n, 2), np.float32),
+        gt=np.stack([lio.box_map(b, e) for b in boxes]).astype(np.uint8), boxes=boxes,
+        distractor_boxes=[np.zeros((0, 4))] * n, video_ids=[f"v{k // 2}" for k in range(n)],
+        times=np.zeros(n), labels=[labels[k % len(labels)] for k in range(n)],
+        cases=[("clean",)] * n, skipped={})
+
+
+def test_duets_put_the_sounding_frame_on_either_side_with_its_truth():
+    """Each duet: the item's own frame on the side `left` says, a frame of another label on
+    the other; the truth is exactly the item's half, its box shifted into it; both sides
+    occur; the same seed gives the same duets."""
+    from l3.eval import localization_duet as duet
+    items = _items()
+    d = duet.make_duets(items, seed=3)
+    n = len(items)
+    assert len(d) == n and d.images.shape == (n, 8, 16, 3) and d.gt.shape == (n, 16, 32)
+    assert 5 < d.left.sum() < n - 5
+    for k in range(n):
+        i, j = d.item[k], d.partner[k]
+        assert i == k and items.labels[j] != items.labels[i]
+        own, other = (slice(0, 8), slice(8, 16)) if d.left[k] else (slice(8, 16), slice(0, 8))
+        assert (d.images[k][:, own] == i).all() and (d.images[k][:, other] == j).all()
+        half = (slice(0, 16), slice(0, 16)) if d.left[k] else (slice(0, 16), slice(16, 32))
+        want = np.zeros((16, 32), np.uint8)
+        want[half] = 1
+        np.testing.assert_array_equal(d.gt[k], want)
+        want[half] = items.gt[i]
+        np.testing.assert_array_equal(d.gt_box[k], want)
+        x1, y1, x2, y2 = items.boxes[i][0]
+        o = 0 if d.left[k] else 0.5
+        np.testing.assert_allclose(d.boxes[k], [[x1 / 2 + o, y1, x2 / 2 + o, y2]])
+    again = duet.make_duets(items, seed=3)
+    np.testing.assert_array_equal(again.partner, d.partner)
+    np.testing.assert_array_equal(again.left, d.left)
+    assert not np.array_equal(duet.make_duets(items, seed=4).left, d.left)
+
+
+def test_duet_partners_without_labels_come_from_other_videos_and_none_is_none():
+    from l3.eval import localization_duet as duet
+    p = duet.partners([""] * 6, ["a", "a", "b", "b", "c", "c"], seed=0)
+    assert all(p[k] // 2 != k // 2 for k in range(6))
+    assert (duet.partners(["x"] * 3, ["a"] * 3, seed=0) == -1).all()
+    items = _items(n_per_label=3, labels=("one",))
+    items.video_ids = ["same"] * len(items)
+    assert duet.make_duets(items) is None
+
+
+def test_the_sound_lights_its_own_frame_of_a_duet():
+    """The two-colour network on a red frame beside a blue one: with the red sound the
+    fusion map's top half is the red frame (cIoU 1 against it), with the blue sound the
+    blue one; the unconditioned map and the per-frame centre prior cannot choose (the
+    prior scores exactly 1/3: its half ellipse, half in each frame)."""
+    from l3.eval import localization_duet as duet
+    model = _two_colour_avc([[1, 0], [0, 1], [10, 0], [0, 10]], [-10, -10])
+    localizer = loc.Localizer(model)
+    rng = np.random.default_rng(0)
+    red, blue = 0.1 * rng.random((2, 1, 8, 8, 3)).astype(np.float32)
+    red[..., 0], blue[..., 2] = 1.0, 1.0                          # each object fills its frame
+    composite = np.concatenate([red, blue], axis=2)               # [1, 8, 16, 3]
+    maps = localizer.conv_maps(np.repeat(composite, 2, 0))
+    assert maps.shape == (2, 8, 16, 2)
+    # A 1x1 network: the composite's maps are the two frames' maps side by side.
+    np.testing.assert_allclose(maps[0], np.concatenate(
+        [localizer.conv_maps(red)[0], localizer.conv_maps(blue)[0]], axis=1), atol=1e-6)
+    sounds = localizer.audio_embeddings(np.eye(2, dtype=np.float32))  # red, then blue
+    heat = localizer.fusion_map(maps, sounds)
+    left, right = np.zeros((224, 448)), np.zeros((224, 448))
+    left[:, :224], right[:, 224:] = 1, 1
+    assert loc.ciou(loc.upsample(heat[0], (224, 448)), left) == pytest.approx(1.0, abs=0.01)
+    assert loc.ciou(loc.upsample(heat[1], (224, 448)), right) == pytest.approx(1.0, abs=0.01)
+    scores = [loc.ciou(loc.upsample(loc.unconditioned_map(maps)[0], (224, 448)), g)
+              for g in (left, right)]
+    assert max(scores) < 0.5
+    prior = duet.center_prior(224)
+    assert loc.ciou(prior, left) == pytest.approx(1 / 3, abs=0.01)
+    assert loc.ciou(prior, right) == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_the_trunk_rebuilt_for_another_input_size_is_the_networks_own():
+    """conv_maps on a size other than the network's input runs the network's own layers on
+    a new input: rebuilt at the network's own size it gives the network's conv4_2 exactly
+    (a layer left out, or applied twice, fails); on S x 2S the map is h x 2w."""
+    import keras
+    from l3.core import presets
+    from l3.model import network
+    keras.utils.set_random_seed(7)
+    model = network.build_avc_model(presets.get_preset("small"))
+    vision = network.subnetworks(model)["vision"]
+    want = keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)
+    images = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    localizer = loc.Localizer(model)
+    localizer._maps.clear()                       # force the rebuild at 64 x 64
+    np.testing.assert_allclose(localizer.conv_maps(images), want(images, training=False),
+                               rtol=1e-5, atol=1e-5)
+    wide = localizer.conv_maps(np.concatenate([images, images[::-1]], axis=2))
+    assert wide.shape == (2, 4, 8, want.output.shape[-1])
+
+
+def test_shift_and_stitch_on_a_wide_frame():
+    """The numpy window reference of the square test, on a 64 x 128 frame (h != w)."""
+    model = _two_colour_avc(np.eye(4, 2), np.zeros(2), size=64, stride=16)
+    images = np.random.default_rng(3).random((1, 64, 128, 3)).astype(np.float32)
+    dense = loc.Localizer(model).dense_maps(images, 4)
+    assert dense.shape == (1, 16, 32, 2)
+    margin = 32
+    padded = np.pad(images, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="edge")
+    want = np.zeros_like(dense)
+    for k in range(16):
+        for l in range(32):
+            y, x = margin + 4 * k - 6, margin + 4 * l - 6
+            want[:, k, l] = padded[:, y:y + 16, x:x + 16][..., [0, 2]].mean(axis=(1, 2))
+    np.testing.assert_allclose(dense, want, rtol=1e-5, atol=1e-6)

@@ -72,6 +72,21 @@ def test_localization_rows_files_and_figure(tool_results):
     with open(os.path.join(out, saved["figure"]), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "cIoU@0.5" in localization_run.format_table(result)
+    # Two-source scenes: every item beside a frame of another label (6 classes here).
+    duet = saved["duet"]
+    assert duet["num_items"] == 24 and set(duet["rows"]) == set(duet["rows_box"]) == {
+        "trained", "trained_partner_sound", "untrained", "unconditioned", "center_prior"}
+    labels = {(i["video_id"], i["time"]): i["label"] for i in saved["items"]}
+    for item in duet["items"]:
+        assert labels[(item["video_id"], item["time"])] != labels[(item["partner_video_id"],
+                                                                    item["partner_time"])]
+        # the per-frame centre prior is symmetric: 1/3 against either frame
+        assert item["cIoU"]["center_prior"] == pytest.approx(1 / 3, abs=0.01)
+    assert 0 < sum(i["left"] for i in duet["items"]) < 24
+    assert duet["rows"]["center_prior"]["cIoU@0.5"] == 0
+    with open(os.path.join(out, duet["figure"]), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "two-source scenes" in localization_run.format_table(result)
 
 
 def test_unknown_ids_are_an_input_error(stand_in, tmp_path):
@@ -184,12 +199,17 @@ def test_demo_summary_has_the_issues_keys(tool_results):
     for row in ("trained", "untrained", "center_prior", "unconditioned"):
         for key in ("cIoU@0.5", "AUC"):
             assert isinstance(summary["localization"][row][key], float)
+            assert isinstance(summary["localization_duet"][row][key], float)
     met = demo.targets_met_beyond_paper(summary)
     rows = summary["retrieval"]["image_to_audio"]
     assert met["retrieval_r10"] == (rows["trained"]["R@10"] >= 2 * max(rows["untrained"]["R@10"],
                                                                       rows["chance"]["R@10"]))
+    duet = summary["localization_duet"]
+    assert met["localization_duet_ciou"] == all(
+        duet["trained"]["cIoU@0.5"] > duet[r]["cIoU@0.5"]
+        for r in ("untrained", "center_prior", "unconditioned"))
     table = "\n".join(demo.beyond_paper_table(summary))
-    assert "image->audio R@10" in table and "cIoU@0.5" in table
+    assert "image->audio R@10" in table and "cIoU@0.5" in table and "two-source scenes" in table
 
 
 VGGSS_IDS = ("aaa_000010", "bbb_000020", "ccc_000030")

@@ -320,10 +320,12 @@ def summary_figure(path: str, nmi: Optional[Dict], units: Optional[Dict],
 
 def localization_figure(path: str, frames: np.ndarray, heatmaps: Dict[str, np.ndarray],
                         boxes: Sequence[np.ndarray], distractor_boxes: Sequence[np.ndarray],
-                        row_titles: Sequence[str], cious: Dict[str, Sequence[float]]) -> str:
+                        row_titles: Sequence[str], cious: Dict[str, Sequence[float]],
+                        heading: str = "Where the sound comes from: heatmaps on held-out "
+                                       "frames (green: true box)") -> str:
     """Sound-source heatmaps on frames, the true boxes drawn.
 
-    frames uint8 [n, E, E, 3]; heatmaps {column title: [n, E, E]} (any scale: each is
+    frames uint8 [n, H, W, 3]; heatmaps {column title: [n, H, W]} (any scale: each is
     min-max normalised, as the metric does); boxes / distractor_boxes per row [k, 4]
     normalised (green: the sounding object; dashed white: a silent distractor);
     cious {column title: [n]}. The white contour is the median rule's region (the
@@ -331,13 +333,15 @@ def localization_figure(path: str, frames: np.ndarray, heatmaps: Dict[str, np.nd
     """
     from matplotlib.patches import Rectangle  # noqa: PLC0415
     n, cols = len(frames), 1 + len(heatmaps)
-    size = frames.shape[1]
-    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.2 * n), squeeze=False)
+    height, width = frames.shape[1:3]
+    scale = np.array([width, height, width, height], np.float64)
+    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols * width / height, 2.2 * n),
+                             squeeze=False)
 
     def draw_boxes(ax):
-        for (x1, y1, x2, y2) in np.asarray(boxes[r]) * size:
+        for (x1, y1, x2, y2) in np.asarray(boxes[r]).reshape(-1, 4) * scale:
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="#2da44e", lw=2))
-        for (x1, y1, x2, y2) in np.asarray(distractor_boxes[r]).reshape(-1, 4) * size:
+        for (x1, y1, x2, y2) in np.asarray(distractor_boxes[r]).reshape(-1, 4) * scale:
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", lw=1.2,
                                    ls="--"))
 
@@ -362,6 +366,5 @@ def localization_figure(path: str, frames: np.ndarray, heatmaps: Dict[str, np.nd
             ax.set_title((f"{title}\n" if r == 0 else "") + f"cIoU {cious[title][r]:.2f}", fontsize=8)
         for ax in axes[r]:
             _clean(ax)
-    fig.suptitle("Where the sound comes from: heatmaps on held-out frames (green: true box)",
-                 fontsize=10)
+    fig.suptitle(heading, fontsize=10)
     return _save(fig, path)

@@ -19,8 +19,9 @@ architecture, and runs the analyses named in `analyses`:
                                                             -> results["retrieval"]
   localization  sound-source localization against the boxes in `boxes`
              (`l3.eval.localization_run`): cIoU@0.5 and AUC, trained, untrained,
-             unconditioned map, centre prior; output_dir/localization.png
-                                                         -> results["localization"]
+             unconditioned map, centre prior, on single frames and on two-source
+             scenes (`l3.eval.localization_duet`); output_dir/localization.png and
+             localization_duet.png                       -> results["localization"]
 
 With `analyses=None` every analysis runs, localization only when `boxes` is given.
 It writes PNGs and `analysis.json` (the returned dict) under `output_dir`.
