@@ -345,7 +345,7 @@ def beyond_paper_table(summary: Dict) -> list:
         for key in ("cIoU@0.5", "AUC"):
             lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names))
         if "trained_partner_sound" in rows:
-            lines.append(f"{'  trained, the other frame sound':34s} "
+            lines.append(f"{'  trained, the other sound':34s} "
                          f"{rows['trained_partner_sound']['cIoU@0.5']:13.3f}")
     return lines
 

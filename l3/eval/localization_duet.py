@@ -1,8 +1,8 @@
 """Two-source scenes ("duets"): which of two objects is sounding.
 
 A frame with one object near its centre cannot show whether a heatmap follows the sound:
-the demo corpus places its objects in the central quarter of the frame, and there a
-centred Gaussian beats every map on cIoU@0.5 (WORKSPACE_NOTES, "Cross-modal retrieval
+the demo corpus draws each object's centre within 12 % of the width and 10 % of the
+height of the frame's centre, and there a centred Gaussian beats every map on cIoU@0.5 (WORKSPACE_NOTES, "Cross-modal retrieval
 and sound-source localization"). Multi-source localization benchmarks put frames of
 different videos side by side, with the sound of one of them (e.g. the synthetic
 mixtures of DSOL, Hu et al., NeurIPS 2020); the sound then decides where the source is,

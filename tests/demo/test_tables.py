@@ -40,5 +40,5 @@ def test_two_source_rows_sit_under_their_headers():
         values = row[34:].split()
         assert [float(v) for v in values] == [rows[n][key] for n in header.split()]
         assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
-    (partner,) = [x for x in lines if "other frame" in x]
+    (partner,) = [x for x in lines if "the other sound" in x]
     assert float(partner.split()[-1]) == 0.037

@@ -117,7 +117,8 @@ def test_localize_binary_on_a_media_dir(stand_in, tmp_path):
     done = _run_modules({
         "localize": ["l3.bin.localize", f"--export_dir={export_dir}",
                      f"--media_dir={tmp_path}/vggss", f"--boxes={tmp_path}/vggss/vggss.json",
-                     f"--output_dir={tmp_path}/loc", "--figure_items=0", "--nountrained"]})
+                     f"--output_dir={tmp_path}/loc", "--figure_items=0", "--nountrained",
+                     "--noduets"]})
     assert done["localize"].returncode == 0, done["localize"].stderr[-3000:]
     assert "cIoU@0.5" in done["localize"].stdout
     located = json.load(open(tmp_path / "loc" / "localization.json"))
@@ -125,6 +126,7 @@ def test_localize_binary_on_a_media_dir(stand_in, tmp_path):
                                     "unconditioned", "center_prior"}
     assert located["num_items"] == 3 and located["media_dir"] == f"{tmp_path}/vggss"
     assert [item["video_id"] for item in located["items"]] == list(VGGSS_IDS)
+    assert "duet" not in located and "two-source" not in done["localize"].stdout
 
 
 @pytest.mark.slow
@@ -165,7 +167,9 @@ def test_analyze_binary_and_bad_inputs(stand_in, tmp_path):
     analysis = json.load(open(tmp_path / "analysis" / "analysis.json"))
     assert analysis["retrieval"]["num_items"] == 12 and analysis["localization"]["num_items"] == 24
     assert "figure" in analysis["localization"] and "localization" in analysis["figures"]
+    assert os.path.exists(tmp_path / "analysis" / analysis["figures"]["localization_duet"])
     assert "sound-source localization" in done["analyze"].stdout and "R@10" in done["analyze"].stdout
+    assert "two-source scenes" in done["analyze"].stdout
     for k, prog, expected in (
             ("missing", "l3-localize", f"--boxes={tmp_path}/none.json does not exist"),
             ("nobox", "l3-localize", "frame 0 has no \"boxes\" or \"time\""),
@@ -246,8 +250,9 @@ def test_localize_a_vggss_style_folder(stand_in, tmp_path):
     annotations = _vggss_folder(tmp_path)
     result = localization_run.evaluate_localization(
         export_dir, None, str(tmp_path / "vggss.json"), str(tmp_path / "out"),
-        media_dir=str(tmp_path), figure_items=0)
+        media_dir=str(tmp_path), figure_items=0, duets=False)
     assert result["num_items"] == 3 and result["skipped"]["ids_without_media"] == 1
+    assert "duet" not in result
     assert [i["video_id"] for i in result["items"]] == list(VGGSS_IDS)
     # Each item's truth is its own VGG-SS box over the whole (squeezed) frame.
     for item, ann in zip(result["items"], annotations):

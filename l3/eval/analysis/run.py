@@ -228,6 +228,9 @@ def analyze(export_dir: str, data_pattern: str, output_dir: str, *,
         if results["localization"].get("figure"):
             results["figures"]["localization"] = os.path.join(output_dir,
                                                               results["localization"]["figure"])
+        if (results["localization"].get("duet") or {}).get("figure"):
+            results["figures"]["localization_duet"] = os.path.join(
+                output_dir, results["localization"]["duet"]["figure"])
         timings["localization"] = time.time() - t
 
     if "nmi" in results or "unit_preference" in results:
