@@ -2,18 +2,20 @@
 
 A frame with one object near its centre cannot show whether a heatmap follows the sound:
 the demo corpus draws each object's centre within 12 % of the width and 10 % of the
-height of the frame's centre, and there a centred Gaussian beats every map on cIoU@0.5 (WORKSPACE_NOTES, "Cross-modal retrieval
-and sound-source localization"). Multi-source localization benchmarks put frames of
-different videos side by side, with the sound of one of them (e.g. the synthetic
-mixtures of DSOL, Hu et al., NeurIPS 2020); the sound then decides where the source is,
-and neither a centre prior nor a sound-free map can know.
+height of the frame's centre, and there a centred Gaussian beats every map on cIoU@0.5
+(WORKSPACE_NOTES, "Cross-modal retrieval and sound-source localization"). Multi-source
+localization benchmarks put frames of different videos together (e.g. the MUSIC-Synthetic
+set of DSOL, Hu et al., NeurIPS 2020: solo frames in a 2 x 2 grid); here two frames side
+by side with the sound of one: the sound decides where the source is, and neither a
+centre prior nor a sound-free map can know.
 
 `make_duets(items, seed)`: for item i, a partner j of another label (of another video
 when the items have no labels), and a fair coin for i's side (both from `seed`); the
 sound is i's:
 
   images        float32 [n, S, 2S, 3]: the two network views side by side (the vision
-                trunk is convolutional up to conv4_2 and runs on it at its own scale)
+                trunk is convolutional up to conv4_2 and runs on it at its own scale);
+                this and the next three are `SideBySide`, made row by row when indexed
   display       uint8 [n, E, 2E, 3] (E = 224, the evaluation size of one frame)
   gt            uint8 [n, E, 2E]: the sounding frame, i.e. i's half of the composite
   gt_box        i's own truth map (`localization_data`), in its half
@@ -49,14 +51,37 @@ PROTOCOL = ("duets: item i's frame beside a frame of another label (side by a fa
             "object's box (rows_box)")
 
 
+class SideBySide:
+    """A lazy array [n, H, 2W, ...]: row k is a[ia[k]] beside b[ib[k]], a on the left where
+    left[k]. Rows are made when indexed (an int, a slice, a list or an index array), so
+    the composites of thousands of items never sit in memory at once."""
+
+    def __init__(self, a: np.ndarray, ia, b: np.ndarray, ib, left):
+        self.a, self.b = a, b
+        self.ia, self.ib, self.left = np.asarray(ia), np.asarray(ib), np.asarray(left, bool)
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+    @property
+    def shape(self):
+        return (len(self), self.a.shape[1], 2 * self.a.shape[2]) + tuple(self.a.shape[3:])
+
+    def __getitem__(self, k):
+        rows = np.arange(len(self))[k]
+        many = np.atleast_1d(rows)
+        out = _side_by_side(self.a[self.ia[many]], self.b[self.ib[many]], self.left[many])
+        return out if np.ndim(rows) else out[0]
+
+
 @dataclasses.dataclass
 class Duets:
-    """See the module docstring for shapes."""
+    """See the module docstring for shapes (images, display, gt, gt_box: `SideBySide`)."""
 
-    images: np.ndarray
-    display: np.ndarray
-    gt: np.ndarray
-    gt_box: np.ndarray
+    images: SideBySide
+    display: SideBySide
+    gt: SideBySide
+    gt_box: SideBySide
     boxes: List[np.ndarray]
     partner_boxes: List[np.ndarray]
     left: np.ndarray
@@ -104,12 +129,13 @@ def make_duets(items, seed: int = 0) -> Optional[Duets]:
         return None
     idx, partner = np.flatnonzero(keep), partner[keep]
     left = np.random.default_rng([seed, 1]).random(len(idx)) < 0.5
-    frame = np.ones_like(items.gt[idx])
+    zero = np.zeros(len(idx), np.int64)
+    one_frame = np.ones((1,) + items.gt.shape[1:], items.gt.dtype)
     return Duets(
-        images=_side_by_side(items.images[idx], items.images[partner], left),
-        display=_side_by_side(items.display[idx], items.display[partner], left),
-        gt=_side_by_side(frame, np.zeros_like(frame), left),
-        gt_box=_side_by_side(items.gt[idx], np.zeros_like(items.gt[idx]), left),
+        images=SideBySide(items.images, idx, items.images, partner, left),
+        display=SideBySide(items.display, idx, items.display, partner, left),
+        gt=SideBySide(one_frame, zero, 0 * one_frame, zero, left),
+        gt_box=SideBySide(items.gt, idx, 0 * one_frame, zero, left),
         boxes=[_to_composite(items.boxes[i], lf) for i, lf in zip(idx, left)],
         partner_boxes=[_to_composite(items.boxes[j], not lf) for j, lf in zip(partner, left)],
         left=left, item=idx, partner=partner)
@@ -125,15 +151,15 @@ def score_duets(duets: Duets, heat: Dict[str, np.ndarray]) -> Dict:
     """cIoU rows of heatmaps {row: [n, h, w]} on the duets (the centre prior added here):
     {"rows": against the sounding frame, "rows_box": against its object's box,
     "cious": {row: float [n]} against the frame}."""
-    height, width = duets.gt.shape[1:]
-    cious, cious_box = {}, {}
-    for name, maps in heat.items():
-        up = [loc.upsample(h, (height, width)) for h in maps]
-        cious[name] = np.array([loc.ciou(u, g) for u, g in zip(up, duets.gt)])
-        cious_box[name] = np.array([loc.ciou(u, g) for u, g in zip(up, duets.gt_box)])
-    prior = center_prior(height)
-    cious["center_prior"] = np.array([loc.ciou(prior, g) for g in duets.gt])
-    cious_box["center_prior"] = np.array([loc.ciou(prior, g) for g in duets.gt_box])
+    n, height, width = duets.gt.shape
+    maps = dict(heat, center_prior=[center_prior(height)] * n)
+    cious = {name: np.zeros(n) for name in maps}
+    cious_box = {name: np.zeros(n) for name in maps}
+    for k in range(n):
+        gt, gt_box = duets.gt[k], duets.gt_box[k]
+        for name, m in maps.items():
+            up = loc.upsample(m[k], (height, width))
+            cious[name][k], cious_box[name][k] = loc.ciou(up, gt), loc.ciou(up, gt_box)
     order = [r for r in ROWS if r in cious]
     return {"rows": {r: loc.summarize(cious[r]) for r in order},
             "rows_box": {r: loc.summarize(cious_box[r]) for r in order},

@@ -65,7 +65,8 @@ def _heatmaps(localizer: loc.Localizer, images: np.ndarray, rows: Dict, shifts: 
               chunk: int = 64) -> Dict[str, np.ndarray]:
     """{row: float32 [n, h', w']}: each row's fn(dense conv4_2 maps of items i, i) over
     chunks of items (the dense maps of every item at once would not fit: 2.6 GB for 400
-    paper-preset frames at 4 shifts)."""
+    paper-preset frames at 4 shifts; a chunk of 64 such frames is 411 MB, of 32
+    two-frame scenes the same). `images`: an array or a `localization_duet.SideBySide`."""
     out = {name: [] for name in rows}
     for begin in range(0, len(images), chunk):
         i = np.arange(begin, min(begin + chunk, len(images)))
@@ -132,11 +133,11 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
             "trained": lambda maps, k: trained.heatmaps(maps, sound[pairs.item[k]], method),
             "trained_partner_sound":
                 lambda maps, k: trained.heatmaps(maps, sound[pairs.partner[k]], method),
-            "unconditioned": lambda maps, k: loc.unconditioned_map(maps)}, shifts)
+            "unconditioned": lambda maps, k: loc.unconditioned_map(maps)}, shifts, chunk=32)
         if net is not None:
             duet_heat.update(_heatmaps(net, pairs.images, {
                 "untrained": lambda maps, k: net.heatmaps(maps, net_sound[pairs.item[k]],
-                                                          method)}, shifts))
+                                                          method)}, shifts, chunk=32))
     cious = {name: _cious(h, items.gt, size) for name, h in heat.items()}
     prior = loc.center_prior(size)
     cious["center_prior"] = np.array([loc.ciou(prior, g) for g in items.gt])
