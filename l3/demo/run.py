@@ -271,14 +271,11 @@ def targets_met_beyond_paper(summary: Dict) -> Dict:
         ratio = TARGETS["retrieval_r10_ratio"]
         out["retrieval_r10"] = rows["trained"]["R@10"] >= ratio * max(rows["untrained"]["R@10"],
                                                                         rows["chance"]["R@10"])
-    if "localization" in summary:
-        rows = summary["localization"]
-        out["localization_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
-                                       for r in LOCALIZATION_RIVALS if r in rows)
-    if "localization_duet" in summary:
-        rows = summary["localization_duet"]
-        out["localization_duet_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
-                                            for r in LOCALIZATION_RIVALS if r in rows)
+    for key in ("localization", "localization_duet"):
+        if key in summary:
+            rows = summary[key]
+            out[f"{key}_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
+                                     for r in LOCALIZATION_RIVALS if r in rows)
     return out
 
 
@@ -311,6 +308,19 @@ def summary_table(summary: Dict) -> str:
     return "\n".join(lines)
 
 
+def _localization_rows(rows: Dict) -> list:
+    """The localization columns present in `rows`, in the table's order."""
+    return [n for n in ("trained", "untrained", "unconditioned", "center_prior") if n in rows]
+
+
+def _localization_lines(rows: Dict) -> list:
+    """A header of the columns and one line each for cIoU@0.5 and AUC, right-aligned."""
+    names = _localization_rows(rows)
+    return ([f"{'':34s} " + " ".join(f"{n:>13s}" for n in names)]
+            + [f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names)
+               for key in ("cIoU@0.5", "AUC")])
+
+
 def beyond_paper_table(summary: Dict) -> list:
     """Lines of the retrieval and localization rows (not in the paper): network by network."""
     lines = []
@@ -327,23 +337,18 @@ def beyond_paper_table(summary: Dict) -> list:
                              + " ".join(fmt.format(v) for v in vals))
     if "localization" in summary:
         rows, d = summary["localization"], summary.get("localization_detail", {})
-        names = [n for n in ("trained", "untrained", "unconditioned", "center_prior") if n in rows]
+        names = _localization_rows(rows)
         lines += ["", f"sound-source localization, {d.get('num_items')} annotated frames "
-                      f"({d.get('method')}; EZ-VSL cIoU, boxes rendered from the corpus)",
-                  f"{'':34s} " + " ".join(f"{n:>13s}" for n in names)]
-        for key in ("cIoU@0.5", "AUC"):
-            lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names))
+                      f"({d.get('method')}; EZ-VSL cIoU, boxes rendered from the corpus)"]
+        lines += _localization_lines(rows)
         for case, case_rows in (d.get("by_case") or {}).items():
             lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
                          + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
     if "localization_duet" in summary:
         rows, d = summary["localization_duet"], summary.get("localization_duet_detail", {})
-        names = [n for n in ("trained", "untrained", "unconditioned", "center_prior") if n in rows]
         lines += ["", f"two-source scenes, {d.get('num_items')} frames each beside another "
-                      "label's, the sound of one (truth: the sounding frame)",
-                  f"{'':34s} " + " ".join(f"{n:>13s}" for n in names)]
-        for key in ("cIoU@0.5", "AUC"):
-            lines.append(f"{key:34s} " + " ".join(f"{rows[n][key]:13.3f}" for n in names))
+                      "label's, the sound of one (truth: the sounding frame)"]
+        lines += _localization_lines(rows)
         if "trained_partner_sound" in rows:
             lines.append(f"{'  trained, the other sound':34s} "
                          f"{rows['trained_partner_sound']['cIoU@0.5']:13.3f}")

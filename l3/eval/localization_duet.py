@@ -152,13 +152,14 @@ def score_duets(duets: Duets, heat: Dict[str, np.ndarray]) -> Dict:
     {"rows": against the sounding frame, "rows_box": against its object's box,
     "cious": {row: float [n]} against the frame}."""
     n, height, width = duets.gt.shape
-    maps = dict(heat, center_prior=[center_prior(height)] * n)
-    cious = {name: np.zeros(n) for name in maps}
-    cious_box = {name: np.zeros(n) for name in maps}
+    prior = center_prior(height)
+    names = list(heat) + ["center_prior"]
+    cious = {name: np.zeros(n) for name in names}
+    cious_box = {name: np.zeros(n) for name in names}
     for k in range(n):
         gt, gt_box = duets.gt[k], duets.gt_box[k]
-        for name, m in maps.items():
-            up = loc.upsample(m[k], (height, width))
+        maps = {name: loc.upsample(m[k], (height, width)) for name, m in heat.items()}
+        for name, up in dict(maps, center_prior=prior).items():
             cious[name][k], cious_box[name][k] = loc.ciou(up, gt), loc.ciou(up, gt_box)
     order = [r for r in ROWS if r in cious]
     return {"rows": {r: loc.summarize(cious[r]) for r in order},

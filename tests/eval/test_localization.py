@@ -448,3 +448,24 @@ def test_shift_and_stitch_on_a_wide_frame():
     dense = loc.Localizer(model).dense_maps(images, 4)
     assert dense.shape == (1, 16, 32, 2)
     np.testing.assert_allclose(dense, _dense_windows(images), rtol=1e-5, atol=1e-6)
+
+
+def test_score_duets_counts_the_sounding_frame_and_its_box():
+    """A map hot on the left half only, whatever the sound: cIoU 1 against the frame where
+    the left frame sounds, 0 where the right one does (truth taken from the partner's side
+    or from the other row's truth would fail); against the box, the left item's box over
+    the predicted half (the box is a whole quarter-width band here: cIoU = box / half)."""
+    from l3.eval import localization_duet as duet
+    items = _items(e=64)
+    d = duet.make_duets(items, seed=5)
+    n = len(d)
+    left_hot = np.zeros((n, 4, 8))
+    left_hot[:, :, :4] = 1.0
+    scored = duet.score_duets(d, {"trained": left_hot})
+    c = scored["cious"]["trained"]
+    np.testing.assert_allclose(c, np.where(d.left, 1.0, 0.0), atol=1e-9)
+    assert scored["rows"]["trained"]["cIoU@0.5"] == pytest.approx(d.left.mean())
+    np.testing.assert_allclose(scored["cious"]["center_prior"], 1 / 3, atol=0.02)
+    box = scored["rows_box"]["trained"]["mean_cIoU"]
+    gt_share = np.array([items.gt[i].mean() for i in d.item])     # of one frame
+    assert box == pytest.approx(np.mean(np.where(d.left, gt_share, 0.0)), abs=0.01)
