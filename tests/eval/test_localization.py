@@ -390,6 +390,23 @@ def test_duet_partners_without_labels_come_from_other_videos_and_none_is_none():
     assert duet.make_duets(items) is None
 
 
+def test_duet_partners_are_uniform_over_the_other_labels_items():
+    """Item 0's partner over 2,000 seeds is uniform over the 20 items of other labels
+    (chi-square, p > 1e-3), and within one seed the 100 items of a label have many different
+    partners: a fixed choice (the first item of another label) or one draw per label fails."""
+    from scipy import stats
+    from l3.eval import localization_duet as duet
+    labels, ids = [("red", "blue", "green")[k % 3] for k in range(30)], [str(k) for k in range(30)]
+    first = [duet.partners(labels, ids, seed)[0] for seed in range(2000)]
+    others = [k for k in range(30) if labels[k] != "red"]
+    counts = np.array([first.count(k) for k in others])
+    assert counts.sum() == 2000
+    assert stats.chisquare(counts).pvalue > 1e-3
+    many = duet.partners([("red", "blue", "green")[k % 3] for k in range(300)],
+                         [str(k) for k in range(300)], seed=0)
+    assert len(set(many[0::3].tolist())) > 50       # ~79 expected of 100 draws among 200
+
+
 def test_the_sound_lights_its_own_frame_of_a_duet():
     """The two-colour network on a red frame beside a blue one: with the red sound the
     fusion map's top half is the red frame (cIoU 1 against it), with the blue sound the
@@ -424,7 +441,9 @@ def test_the_sound_lights_its_own_frame_of_a_duet():
 def test_the_trunk_rebuilt_for_another_input_size_is_the_networks_own():
     """conv_maps on a size other than the network's input runs the network's own layers on
     a new input: rebuilt at the network's own size it gives the network's conv4_2 exactly
-    (a layer left out, or applied twice, fails); on S x 2S the map is h x 2w."""
+    (a layer left out, or applied twice, fails); on S x 2S it is Keras's own clone of the
+    trunk on that input (`keras.models.clone_model`, the weights copied), and not the two
+    S x S halves' maps side by side (the halves' receptive fields meet at the seam)."""
     import keras
     from l3.core import presets
     from l3.model import network
@@ -437,8 +456,15 @@ def test_the_trunk_rebuilt_for_another_input_size_is_the_networks_own():
     localizer._maps.clear()                       # force the rebuild at 64 x 64
     np.testing.assert_allclose(localizer.conv_maps(images), want(images, training=False),
                                rtol=1e-5, atol=1e-5)
-    wide = localizer.conv_maps(np.concatenate([images, images[::-1]], axis=2))
+    wide_images = np.concatenate([images, images[::-1]], axis=2)      # [2, 64, 128, 3]
+    wide = localizer.conv_maps(wide_images)
     assert wide.shape == (2, 4, 8, want.output.shape[-1])
+    clone = keras.models.clone_model(want, input_tensors=keras.Input((64, 128, 3)))
+    clone.set_weights(want.get_weights())
+    np.testing.assert_allclose(wide, clone(wide_images, training=False), rtol=1e-5, atol=1e-6)
+    halves = np.concatenate([want(images, training=False), want(images[::-1], training=False)],
+                            axis=2)
+    assert np.abs(wide - halves).max() > 0.1 * np.abs(wide).max()
 
 
 def test_shift_and_stitch_on_a_wide_frame():
