@@ -72,6 +72,7 @@ flags.DEFINE_bool("duets", True, "Also score two-source scenes: each frame besid
 flags.DEFINE_integer("seed", 0, "Seed: untrained network, the other-sound permutation.")
 flags.DEFINE_integer("figure_items", 6, "Rows of the figure (0: no figure).")
 flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
+flags.DEFINE_bool("progress", True, "Show a progress bar while the heatmaps are made.")
 flags.mark_flags_as_required(["export_dir", "boxes", "output_dir"])
 flags.mark_flags_as_mutual_exclusive(["data_pattern", "media_dir"], required=True)
 
@@ -93,7 +94,7 @@ def main(argv):
         frames_per_video=FLAGS.frames_per_video, view=FLAGS.view,
         gt=FLAGS.gt, tolerance=FLAGS.tolerance, max_items=FLAGS.max_items or None,
         untrained=FLAGS.untrained, duets=FLAGS.duets, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-        figure_items=FLAGS.figure_items, log=print)
+        figure_items=FLAGS.figure_items, log=print, progress=FLAGS.progress)
     print(localization_run.format_table(result))
     print(f"wrote {FLAGS.output_dir}/{localization_run.RESULTS_JSON}")
 

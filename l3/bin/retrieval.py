@@ -34,6 +34,7 @@ flags.DEFINE_list("scorers", list(retrieval.SCORERS), "Scorers: fusion (P(corres
 flags.DEFINE_bool("untrained", True, "Also score an untrained network of the same preset.")
 flags.DEFINE_integer("seed", 0, "Seed of the untrained network's initialisation.")
 flags.DEFINE_integer("batch_size", 64, "Inference batch size.")
+flags.DEFINE_bool("progress", True, "Show a progress bar while the towers embed the items.")
 flags.mark_flags_as_required(["export_dir", "data_pattern"])
 
 
@@ -46,7 +47,8 @@ def main(argv):
     result = retrieval.evaluate_retrieval(
         FLAGS.export_dir, FLAGS.data_pattern, max_items=FLAGS.max_items or None,
         items_per_video=FLAGS.items_per_video, scorers=FLAGS.scorers, untrained=FLAGS.untrained,
-        seed=FLAGS.seed, batch_size=FLAGS.batch_size, log=print)
+        seed=FLAGS.seed, batch_size=FLAGS.batch_size, log=print,
+        progress=FLAGS.progress)
     print(retrieval.format_table(result))
     if FLAGS.output_json:
         fileio.write_json(FLAGS.output_json, result)

@@ -31,6 +31,7 @@ import time
 from typing import Dict, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 from l3.core import errors, fileio
 from l3.eval import localization as loc
@@ -62,17 +63,21 @@ def _other_sound(video_ids, seed: int) -> np.ndarray:
 
 
 def _heatmaps(localizer: loc.Localizer, images: np.ndarray, rows: Dict, shifts: int,
-              chunk: int = 64) -> Dict[str, np.ndarray]:
+              chunk: int = 64, desc: str = "heatmaps", progress: bool = False
+              ) -> Dict[str, np.ndarray]:
     """{row: float32 [n, h', w']}: each row's fn(dense conv4_2 maps of items i, i) over
     chunks of items (the dense maps of every item at once would not fit: 2.6 GB for 400
     paper-preset frames at 4 shifts; a chunk of 64 such frames is 411 MB, of 32
-    two-frame scenes the same). `images`: an array or a `localization_duet.SideBySide`."""
+    two-frame scenes the same). `images`: an array or a `localization_duet.SideBySide`.
+    `progress`: a progress bar (tqdm, on stderr) described by `desc`, counting frames."""
     out = {name: [] for name in rows}
-    for begin in range(0, len(images), chunk):
-        i = np.arange(begin, min(begin + chunk, len(images)))
-        maps = localizer.dense_maps(images[i], shifts)
-        for name, fn in rows.items():
-            out[name].append(np.asarray(fn(maps, i), np.float32))
+    with tqdm(total=len(images), desc=desc, unit="frame", disable=not progress) as bar:
+        for begin in range(0, len(images), chunk):
+            i = np.arange(begin, min(begin + chunk, len(images)))
+            maps = localizer.dense_maps(images[i], shifts)
+            for name, fn in rows.items():
+                out[name].append(np.asarray(fn(maps, i), np.float32))
+            bar.update(len(i))
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -86,10 +91,12 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
                           frames_per_video: int = 1, view: str = "squeeze", gt: str = "box",
                           tolerance: float = 0.1, max_items: Optional[int] = None,
                           untrained: bool = True, duets: bool = True, seed: int = 0,
-                          batch_size: int = 32, figure_items: int = 6, log=None) -> Dict:
+                          batch_size: int = 32, figure_items: int = 6, log=None,
+                          progress: bool = False) -> Dict:
     """Localization rows for an export on annotated records (module docstring), or on a
     folder of frames/<id>.jpg and audio/<id>.wav (`media_dir`, EZ-VSL's test layout)
-    instead of records (`data_pattern` None)."""
+    instead of records (`data_pattern` None). `progress`: a progress bar per network and
+    kind of frame while the heatmaps are made (the long part: shifts^2 passes a frame)."""
     if method not in loc.METHODS:
         raise errors.UsageError(f"unknown method {method!r}; choose from {list(loc.METHODS)}")
     if shifts < 1:
@@ -119,13 +126,15 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
             f"trained_{other}": lambda maps, i: trained.heatmaps(maps, sound[i], other),
             "trained_other_sound": lambda maps, i: trained.heatmaps(maps, sound[perm[i]], method),
             "unconditioned": lambda maps, i: loc.unconditioned_map(maps)}
-    heat = _heatmaps(trained, items.images, rows, shifts)
+    heat = _heatmaps(trained, items.images, rows, shifts, desc="heatmaps, trained",
+                     progress=progress)
     net = net_sound = None
     if untrained:
         net = loc.Localizer(encoders.untrained_avc_model(preset, seed), batch_size)
         net_sound = net.audio_embeddings(items.waveforms)
         heat.update(_heatmaps(net, items.images, {
-            "untrained": lambda maps, i: net.heatmaps(maps, net_sound[i], method)}, shifts))
+            "untrained": lambda maps, i: net.heatmaps(maps, net_sound[i], method)}, shifts,
+            desc="heatmaps, untrained", progress=progress))
     pairs = duet_lib.make_duets(items, seed) if duets else None
     duet_heat = {}
     if pairs is not None:
@@ -133,11 +142,13 @@ def evaluate_localization(export_dir: str, data_pattern: Optional[str], boxes_pa
             "trained": lambda maps, k: trained.heatmaps(maps, sound[pairs.item[k]], method),
             "trained_partner_sound":
                 lambda maps, k: trained.heatmaps(maps, sound[pairs.partner[k]], method),
-            "unconditioned": lambda maps, k: loc.unconditioned_map(maps)}, shifts, chunk=32)
+            "unconditioned": lambda maps, k: loc.unconditioned_map(maps)}, shifts, chunk=32,
+            desc="two-source scenes, trained", progress=progress)
         if net is not None:
             duet_heat.update(_heatmaps(net, pairs.images, {
                 "untrained": lambda maps, k: net.heatmaps(maps, net_sound[pairs.item[k]],
-                                                          method)}, shifts, chunk=32))
+                                                          method)}, shifts, chunk=32,
+                desc="two-source scenes, untrained", progress=progress))
     cious = {name: _cious(h, items.gt, size) for name, h in heat.items()}
     prior = loc.center_prior(size)
     cious["center_prior"] = np.array([loc.ciou(prior, g) for g in items.gt])

@@ -37,6 +37,7 @@ import dataclasses
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 DIRECTIONS = ("image_to_audio", "audio_to_image")
 KS = (1, 5, 10)
@@ -202,11 +203,16 @@ SCORERS = ("fusion", "cosine")
 NETWORKS = ("trained", "untrained")
 
 
-def embed(network, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """A tower's pool4 embedding of float32 inputs, in batches: [n, D]."""
+def embed(network, inputs: np.ndarray, batch_size: int = 64, bar=None) -> np.ndarray:
+    """A tower's pool4 embedding of float32 inputs, in batches: [n, D]. `bar`: a tqdm bar
+    to advance by each batch's size."""
     inputs = np.asarray(inputs, np.float32)
-    return np.concatenate([np.asarray(network(inputs[i:i + batch_size], training=False))
-                           for i in range(0, len(inputs), batch_size)])
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        out.append(np.asarray(network(inputs[i:i + batch_size], training=False)))
+        if bar is not None:
+            bar.update(len(out[-1]))
+    return np.concatenate(out)
 
 
 def row_name(network: str, scorer: str) -> str:
@@ -217,7 +223,7 @@ def row_name(network: str, scorer: str) -> str:
 def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optional[int] = 1000,
                        items_per_video: int = 1, scorers: Sequence[str] = SCORERS,
                        untrained: bool = True, seed: int = 0, batch_size: int = 64,
-                       log=None) -> Dict:
+                       log=None, progress: bool = False) -> Dict:
     """Image -> audio and audio -> image retrieval on held-out records, for an export.
 
     Reads up to `max_items` items (`items_per_video` frames per video, each with its
@@ -227,6 +233,7 @@ def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optiona
     each of `scorers`. Returns {"image_to_audio": {row: metrics}, "audio_to_image":
     {...}, ...} with rows "trained", "untrained" (fusion scorer), "trained_cosine",
     "untrained_cosine" and "chance"; class-level metrics when every item has a label.
+    `progress`: a progress bar (stderr) over the embedding of every item by each tower.
     """
     import time  # noqa: PLC0415
     from l3.core import errors  # noqa: PLC0415
@@ -256,11 +263,13 @@ def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optiona
                     "scorers": list(scorers), "seed": seed}
     for direction in DIRECTIONS:
         result[direction] = {}
+    bar = tqdm(total=2 * len(models) * len(items), desc="embedding (both towers)", unit="item",
+               disable=not progress)
     for name, model in models.items():
         nets = model_lib.subnetworks(model)
         t = time.time()
-        vision = embed(nets[model_lib.VISION], items.images, batch_size)
-        audio = embed(nets[model_lib.AUDIO], items.waveforms, batch_size)
+        vision = embed(nets[model_lib.VISION], items.images, batch_size, bar)
+        audio = embed(nets[model_lib.AUDIO], items.waveforms, batch_size, bar)
         seconds[f"embed_{name}"] = round(time.time() - t, 2)
         for scorer in scorers:
             t = time.time()
@@ -272,6 +281,7 @@ def evaluate_retrieval(export_dir: str, data_pattern: str, *, max_items: Optiona
             seconds[f"score_{row_name(name, scorer)}"] = round(time.time() - t, 2)
             for direction in DIRECTIONS:
                 result[direction][row_name(name, scorer)] = report[direction]
+    bar.close()
     chance = chance_metrics(len(items), labels, labels)
     for direction in DIRECTIONS:
         result[direction]["chance"] = chance

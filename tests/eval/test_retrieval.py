@@ -125,3 +125,23 @@ def test_cosine_scores():
     a = np.array([[3.0, 0.0], [1.0, 1.0]])
     np.testing.assert_allclose(retrieval.cosine_scores(v, a),
                                [[1, 1 / np.sqrt(2)], [0, 1 / np.sqrt(2)], [0, 0]], atol=1e-6)
+
+
+def test_embed_batches_in_order_and_advances_the_bar_by_each_batch():
+    """`embed` on a network that returns its input's row sums: 10 items in batches of 4 come
+    back in order, and the progress bar advances 4, 4, 2 (a bar counting batches, or a last
+    batch dropped, fails)."""
+    from tqdm import tqdm
+
+    class RowSums:
+        def __call__(self, x, training):
+            assert training is False
+            return np.asarray(x).sum(axis=1, keepdims=True)
+
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    bar = tqdm(total=10, disable=True)
+    steps = []
+    bar.update = steps.append
+    out = retrieval.embed(RowSums(), x, batch_size=4, bar=bar)
+    np.testing.assert_array_equal(out[:, 0], x.sum(axis=1))
+    assert steps == [4, 4, 2]

@@ -127,6 +127,9 @@ def test_localize_binary_on_a_media_dir(stand_in, tmp_path):
     assert located["num_items"] == 3 and located["media_dir"] == f"{tmp_path}/vggss"
     assert [item["video_id"] for item in located["items"]] == list(VGGSS_IDS)
     assert "duet" not in located and "two-source" not in done["localize"].stdout
+    # The progress bar (stderr, on by default): the trained network's heatmaps of 3 frames.
+    assert "heatmaps, trained: 100%" in done["localize"].stderr and "3/3" in done["localize"].stderr
+    assert "heatmaps, untrained" not in done["localize"].stderr
 
 
 @pytest.mark.slow
@@ -162,6 +165,8 @@ def test_analyze_binary_and_bad_inputs(stand_in, tmp_path):
     assert json.load(open(tmp_path / "loc" / "localization.json"))["num_items"] == 12
     assert done["retrieval"].returncode == 0, done["retrieval"].stderr[-3000:]
     assert "R@10" in done["retrieval"].stdout
+    assert "embedding (both towers): 100%" in done["retrieval"].stderr   # 12 items x 2 towers
+    assert "24/24" in done["retrieval"].stderr
     assert set(json.load(open(tmp_path / "r.json"))["image_to_audio"]) == {"trained", "chance"}
     assert done["analyze"].returncode == 0, done["analyze"].stderr[-3000:]
     analysis = json.load(open(tmp_path / "analysis" / "analysis.json"))
