@@ -31,7 +31,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.machine import machine_info  # noqa: E402
+from benchmarks.machine import machine_info, matmul_peak_gflops, median_seconds  # noqa: E402
 from l3.core import fileio, presets as presets_lib  # noqa: E402
 from l3.eval import retrieval  # noqa: E402
 from l3.model import network as model_lib  # noqa: E402
@@ -43,23 +43,6 @@ flags.DEFINE_string("preset", "paper", "Preset.")
 flags.DEFINE_integer("repeats", 5, "Repeats of the scoring timings.")
 flags.DEFINE_integer("batch_size", 32, "Encoder batch size.")
 flags.DEFINE_string("output_json", None, "Where to write the report.")
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def matmul_peak_gflops(size: int = 2048) -> float:
-    import tensorflow as tf  # noqa: PLC0415
-    a = tf.random.normal([size, size])
-    tf.linalg.matmul(a, a).numpy()
-    t = _median_time(lambda: tf.linalg.matmul(a, a).numpy(), 3)
-    return 2 * size ** 3 / t / 1e9
 
 
 def plain_tf_scores(pv: np.ndarray, pa: np.ndarray, dw: np.ndarray, db: float) -> np.ndarray:
@@ -92,9 +75,9 @@ def measure(n: int, preset_name: str, embed_items: int, repeats: int, batch_size
         v, a = np.resize(v, (n, v.shape[1])), np.resize(a, (n, a.shape[1]))
 
     parts = retrieval.fusion_parts(nets["fusion"])
-    factorised_s = _median_time(lambda: retrieval.fusion_scores(v, a, parts), repeats)
+    factorised_s = median_seconds(lambda: retrieval.fusion_scores(v, a, parts), repeats)
     pv, pa = v @ parts.w_vision + parts.bias, a @ parts.w_audio
-    plain_tf_s = _median_time(lambda: plain_tf_scores(pv, pa, parts.delta_w, parts.delta_b), repeats)
+    plain_tf_s = median_seconds(lambda: plain_tf_scores(pv, pa, parts.delta_w, parts.delta_b), repeats)
     np.testing.assert_allclose(plain_tf_scores(pv, pa, parts.delta_w, parts.delta_b),
                                retrieval.fusion_scores(v, a, parts), rtol=1e-4, atol=1e-4)
 
@@ -114,7 +97,7 @@ def measure(n: int, preset_name: str, embed_items: int, repeats: int, batch_size
     k = 16
     pair = {"image": images[:k], "waveform": waves[:k]}
     avc(pair, training=False)
-    whole_pair_s = _median_time(lambda: avc(pair, training=False), 3) / k
+    whole_pair_s = median_seconds(lambda: avc(pair, training=False), 3) / k
 
     d, h = v.shape[1], parts.bias.shape[0]
     return {

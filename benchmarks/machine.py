@@ -2,7 +2,9 @@
 
 import os
 import platform
-from typing import Dict
+import statistics
+import time
+from typing import Callable, Dict
 
 
 def machine_info(with_tensorflow: bool = True) -> Dict[str, object]:
@@ -34,3 +36,22 @@ def machine_info(with_tensorflow: bool = True) -> Dict[str, object]:
         info.update(tensorflow=tf.__version__, gpus=gpus, device="GPU" if gpus else "CPU")
     return info
 
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The median wall-clock seconds of `repeats` calls of fn()."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(size: int = 2048) -> float:
+    """float32 GFLOP/s of a size x size matmul in TensorFlow (after one warm-up, median of 3):
+    this machine's practical peak, the yardstick of the compute-bound benchmarks."""
+    import tensorflow as tf  # noqa: PLC0415
+    a = tf.random.normal([size, size])
+    tf.linalg.matmul(a, a).numpy()
+    return 2 * size ** 3 / median_seconds(lambda: tf.linalg.matmul(a, a).numpy(), 3) / 1e9

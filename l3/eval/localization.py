@@ -132,9 +132,9 @@ class Localizer:
         nets = model_lib.subnetworks(avc_model)
         vision = nets[model_lib.VISION]
         self._vision = vision
-        self._maps = {tuple(vision.input.shape[1:3]):
-                      keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)}
-        self._audio = nets[model_lib.AUDIO]
+        self._maps = {tuple(vision.input.shape[1:3]): _graph(
+            keras.Model(vision.input, vision.get_layer("conv4_2_relu").output))}
+        self._audio = _graph(nets[model_lib.AUDIO])
         self._fusion = nets["fusion"]
         self.parts = retrieval.fusion_parts(self._fusion)
         self.batch_size = batch_size
@@ -144,10 +144,11 @@ class Localizer:
         return np.concatenate([np.asarray(fn(*(a[i:i + self.batch_size] for a in arrays)))
                                for i in range(0, n, self.batch_size)])
 
-    def _maps_model(self, height: int, width: int):
-        """The vision network up to conv4_2_relu on [b, height, width, 3] inputs: the network's
-        own layers (its weights), applied in order to a new input of that size (the trunk
-        is a chain of convolutions, batch norms, ReLUs and pools up to there)."""
+    def _trunk(self, height: int, width: int):
+        """The vision network up to conv4_2_relu on [b, height, width, 3] inputs, as a graph
+        (`_graph`): the network's own layers (its weights), applied in order to a new input
+        of that size (the trunk is a chain of convolutions, batch norms, ReLUs and pools up
+        to there)."""
         if (height, width) not in self._maps:
             import keras  # noqa: PLC0415
             x = image = keras.Input((height, width, 3), name="image")
@@ -155,15 +156,14 @@ class Localizer:
                 x = layer(x)
                 if layer.name == "conv4_2_relu":
                     break
-            self._maps[(height, width)] = keras.Model(image, x)
+            self._maps[(height, width)] = _graph(keras.Model(image, x))
         return self._maps[(height, width)]
 
     def conv_maps(self, images: np.ndarray) -> np.ndarray:
         """float32 [n, H, W, 3] in [0, 1] (the network's S x S, or any size: the trunk is
         convolutional up to conv4_2) -> conv4_2 after ReLU, float32 [n, h, w, C]."""
         images = np.asarray(images, np.float32)
-        model = self._maps_model(*images.shape[1:3])
-        return self._batched(lambda x: model(x, training=False), images)
+        return self._batched(self._trunk(*images.shape[1:3]), images)
 
     def dense_maps(self, images: np.ndarray, shifts: int = DENSE_SHIFTS) -> np.ndarray:
         """conv4_2 after ReLU, `shifts` times finer (`shift_and_stitch`): float32
@@ -172,8 +172,7 @@ class Localizer:
 
     def audio_embeddings(self, waveforms: np.ndarray) -> np.ndarray:
         """float32 [n, N] -> pool4 embeddings [n, D]."""
-        return self._batched(lambda x: self._audio(x, training=False),
-                             np.asarray(waveforms, np.float32))
+        return self._batched(self._audio, np.asarray(waveforms, np.float32))
 
     def gradcam(self, maps: np.ndarray, audio: np.ndarray, relu: bool = False) -> np.ndarray:
         """Grad-CAM of y = l1 - l0 for pairs (maps[i], audio[i]): float32 [n, h, w]
@@ -207,6 +206,14 @@ class Localizer:
         if method == "fusion_map":
             return self.fusion_map(maps, audio)
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+
+
+def _graph(model):
+    """model(x, training=False) as one TensorFlow graph, traced once per batch shape: called
+    eagerly, Keras runs each layer from Python (~13 ms a frame for the small preset's trunk
+    against ~1 ms of arithmetic, benchmarks/bench_localization.py)."""
+    import tensorflow as tf  # noqa: PLC0415
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
 def unconditioned_map(maps: np.ndarray) -> np.ndarray:
