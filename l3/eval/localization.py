@@ -211,7 +211,11 @@ class Localizer:
 def _graph(model):
     """model(x, training=False) as one TensorFlow graph, traced once per batch shape: called
     eagerly, Keras runs each layer from Python (~13 ms a frame for the small preset's trunk
-    against ~1 ms of arithmetic, benchmarks/bench_localization.py)."""
+    against ~1 ms of arithmetic, benchmarks/bench_localization.py). Under another Keras
+    backend (KERAS_BACKEND=jax) the plain call."""
+    import keras  # noqa: PLC0415
+    if keras.backend.backend() != "tensorflow":
+        return lambda x: model(x, training=False)
     import tensorflow as tf  # noqa: PLC0415
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
