@@ -35,12 +35,17 @@ from l3.eval import localization as loc  # noqa: E402
 from l3.model import network as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("preset", "paper", "Preset.")
-flags.DEFINE_integer("frames", 8, "Frames (each with its 1-s clip) timed at once.")
-flags.DEFINE_integer("shifts", loc.DENSE_SHIFTS, "Shift-and-stitch shifts per axis.")
-flags.DEFINE_integer("repeats", 3, "Repeats of each timing (median).")
-flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
-flags.DEFINE_string("output_json", None, "Where to write the report.")
+
+
+def _define_flags() -> None:
+    """The script's flags; defined only when it runs as a script, so that the tests import
+    `bare_trunk` and `measure` beside other modules' flags of the same names."""
+    flags.DEFINE_string("preset", "paper", "Preset.")
+    flags.DEFINE_integer("frames", 8, "Frames (each with its 1-s clip) timed at once.")
+    flags.DEFINE_integer("shifts", loc.DENSE_SHIFTS, "Shift-and-stitch shifts per axis.")
+    flags.DEFINE_integer("repeats", 3, "Repeats of each timing (median).")
+    flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
+    flags.DEFINE_string("output_json", None, "Where to write the report.")
 
 VGGSS_TEST_FRAMES = 5158
 
@@ -166,4 +171,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
