@@ -47,6 +47,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch_size", 32, "Inference batch size.")
     flags.DEFINE_string("output_json", None, "Where to write the report.")
 
+
 VGGSS_TEST_FRAMES = 5158
 
 
@@ -112,8 +113,8 @@ def measure(preset_name: str, frames: int, shifts: int, repeats: int, batch_size
     bare, flops = bare_trunk(model_lib.subnetworks(avc)[model_lib.VISION])
     np.testing.assert_allclose(bare(images).numpy(), localizer.conv_maps(images),
                                rtol=1e-4, atol=1e-4)
-    dense = localizer.dense_maps(images, shifts)       # warm-up of every input size used
-    localizer.dense_maps(wide[:1], shifts)
+    dense = localizer.dense_maps(images, shifts)       # warm-up: every input and batch shape
+    localizer.dense_maps(wide, shifts)                  # is traced before it is timed
     t = {
         "trunk_pass": median_seconds(lambda: localizer.conv_maps(images), repeats),
         "trunk_pass_bare": median_seconds(lambda: bare(images).numpy(), repeats),
