@@ -154,13 +154,13 @@ def main(argv):
     print(f"localization, {r['preset']} preset ({r['image_size']} x {r['image_size']}), "
           f"{r['frames']} frames, {r['shifts']} shifts per axis; time per frame (median of "
           f"{FLAGS.repeats}):")
-    ms = {k: f"{1000 * v:9.3g} ms" for k, v in f.items()}
+    ms = {k: f"{1000 * v:9.4g} ms" for k, v in f.items()}
     print(f"  trunk to conv4_2, 1 pass   {ms['trunk_pass']}  ({r['trunk_gflop_per_pass']} GFLOP: "
           f"{r['trunk_gflops_achieved']} GFLOP/s)")
     print(f"  the same, bare TF ops      {ms['trunk_pass_bare']}  "
           f"({r['trunk_gflops_achieved_bare']} GFLOP/s)")
     print(f"  dense maps, {r['shifts'] ** 2:2d} passes      {ms['dense_maps']}  (bare limit "
-          f"{1000 * r['dense_maps_bare_limit_s_per_frame']:.3g} ms)")
+          f"{1000 * r['dense_maps_bare_limit_s_per_frame']:.4g} ms)")
     print(f"  fusion_map from dense maps {ms['fusion_map']}")
     print(f"  Grad-CAM from dense maps   {ms['gradcam']}")
     print(f"  dense maps, S x 2S scene   {ms['dense_maps_two_source']}")
