@@ -132,7 +132,7 @@ class Localizer:
         nets = model_lib.subnetworks(avc_model)
         vision = nets[model_lib.VISION]
         self._vision = vision
-        self._maps = {tuple(vision.input.shape[1:3]): _graph(
+        self._trunks = {tuple(vision.input.shape[1:3]): _graph(
             keras.Model(vision.input, vision.get_layer("conv4_2_relu").output))}
         self._audio = _graph(nets[model_lib.AUDIO])
         self._fusion = nets["fusion"]
@@ -149,15 +149,15 @@ class Localizer:
         (`_graph`): the network's own layers (its weights), applied in order to a new input
         of that size (the trunk is a chain of convolutions, batch norms, ReLUs and pools up
         to there)."""
-        if (height, width) not in self._maps:
+        if (height, width) not in self._trunks:
             import keras  # noqa: PLC0415
             x = image = keras.Input((height, width, 3), name="image")
             for layer in self._vision.layers[1:]:
                 x = layer(x)
                 if layer.name == "conv4_2_relu":
                     break
-            self._maps[(height, width)] = _graph(keras.Model(image, x))
-        return self._maps[(height, width)]
+            self._trunks[(height, width)] = _graph(keras.Model(image, x))
+        return self._trunks[(height, width)]
 
     def conv_maps(self, images: np.ndarray) -> np.ndarray:
         """float32 [n, H, W, 3] in [0, 1] (the network's S x S, or any size: the trunk is

@@ -453,7 +453,7 @@ def test_the_trunk_rebuilt_for_another_input_size_is_the_networks_own():
     want = keras.Model(vision.input, vision.get_layer("conv4_2_relu").output)
     images = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     localizer = loc.Localizer(model)
-    localizer._maps.clear()                       # force the rebuild at 64 x 64
+    localizer._trunks.clear()                       # force the rebuild at 64 x 64
     np.testing.assert_allclose(localizer.conv_maps(images), want(images, training=False),
                                rtol=1e-5, atol=1e-5)
     wide_images = np.concatenate([images, images[::-1]], axis=2)      # [2, 64, 128, 3]
