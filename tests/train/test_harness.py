@@ -38,16 +38,37 @@ def _stream(poison_at=None):
             .enumerate().map(poison).prefetch(2))
 
 
-def _loss(model):
+def _loss(model, poisoned=None):
+    """Cross-entropy of the model on a batch. A batch holding a NaN (`_stream(poison_at)`)
+    is made non-finite in a fixed way, so that the test does not depend on whether this
+    CPU's relu kernel passes a NaN on or turns it into 0: `poisoned="loss"` makes the
+    loss NaN; `poisoned="gradient"` keeps the loss finite (the NaN input replaced by 0)
+    and makes every gradient flowing back from the logits NaN."""
     def loss_fn(batch):
         x, y = batch
+        bad = tf.reduce_any(tf.math.is_nan(x))
+        if poisoned is not None:
+            x = tf.where(tf.math.is_nan(x), 0.0, x)
         logits = model(x, training=True)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        if poisoned == "gradient":
+            logits = _nan_gradient_if(bad, logits)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        if poisoned == "loss":
+            loss += tf.where(bad, np.nan, 0.0)
+        return loss
     return loss_fn
 
 
-def _harness(model, ckpt=None, **kw):
-    return Harness(model, _loss(model), optimizer=keras.optimizers.Adam(0.05),
+def _nan_gradient_if(bad, v):
+    """v unchanged; its gradient is NaN where `bad` (a bool scalar), else passed on."""
+    @tf.custom_gradient
+    def f(v):
+        return tf.identity(v), lambda dy: dy + tf.where(bad, np.nan, 0.0)
+    return f(v)
+
+
+def _harness(model, ckpt=None, poisoned=None, **kw):
+    return Harness(model, _loss(model, poisoned), optimizer=keras.optimizers.Adam(0.05),
                    weight_decay=1e-2, checkpoint_dir=ckpt, log_every=2, **kw)
 
 
@@ -71,10 +92,16 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_non_finite_loss_stops_before_any_save(tmp_path):
+@pytest.mark.parametrize("poisoned, what", [("loss", r"loss is nan"),
+                                             ("gradient", r"83 gradient values are NaN/Inf")])
+def test_non_finite_loss_or_gradient_stops_before_any_save(tmp_path, poisoned, what):
+    """Step 4 (batch 3) is non-finite: in its loss, or only in its gradients (the loss
+    finite). Either stops the run at step 4 with ckpt-2 the last save, and the message
+    says which: a NaN gradient at the logits reaches all 83 trainable values (fc1 32 + 8,
+    bn 8 + 8, fc2 24 + 3) through the batch norm."""
     m = _model(0)
-    h = _harness(m, str(tmp_path), checkpoint_every=2)
-    with pytest.raises(NonFiniteLossError, match=r"model: loss is nan at step 4: stopped; "
+    h = _harness(m, str(tmp_path), poisoned=poisoned, checkpoint_every=2)
+    with pytest.raises(NonFiniteLossError, match=f"model: {what} at step 4: stopped; "
                                                  r"last checkpoint: .*ckpt-2"):
         h.fit(_stream(poison_at=3), 10)
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
