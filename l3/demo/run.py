@@ -15,7 +15,8 @@ Stages, each reusing what an earlier run left in `work_dir`:
                 retrieval (image -> audio, audio -> image) and sound-source localization
                 against the corpus's own object boxes (objects.json), trained vs
                 untrained vs chance / baselines, on single frames and on two-source
-                scenes (each frame beside another label's, the sound of one)
+                scenes (each frame beside another label's, the sound of one); and on the
+                corpus's scene split (two objects in one frame, one of them silent)
 
 Results go to `work_dir/summary.json` and a table beside the paper's numbers.
 
@@ -30,11 +31,12 @@ Layout of `work_dir`: corpus/ (unless a cache dir is given; objects.json: where 
 video's object is), tfrecords/ ({split}-NNNNN-of-NNNNN.tfrecord, summary.json, boxes.json:
 the objects of the videos in the shards), train/ (checkpoints,
 TensorBoard), export/ and export_untrained/, svm/, analysis/ (figures,
-analysis.json, localization.json, localization.png and localization_duet.png),
-summary.json.
+analysis.json, localization.json, localization.png and localization_duet.png;
+scene/localization.json and scene/localization.png: the scene split), summary.json.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -64,7 +66,7 @@ class DemoConfig:
     work_dir: str = "demo_work"
     corpus_dir: Optional[str] = None     # default: work_dir/corpus
     num_classes: Optional[int] = None  # corpus default
-    videos_per_class: Optional[Dict[str, int]] = None  # corpus default: 32/6/10
+    videos_per_class: Optional[Dict[str, int]] = None  # corpus default: 32/6/10/10 (scene)
     train_steps: int = 1400
     batch_size: int = 64
     learning_rate: Optional[float] = None  # the small preset's
@@ -225,12 +227,29 @@ def _svm(config: DemoConfig, corpus_info) -> Dict:
 
 def _analysis(config: DemoConfig) -> Dict:
     from l3.eval.analysis import run  # noqa: PLC0415 (TensorFlow; see the note under the imports)
-    return run.analyze(config.out("export"), _pattern(config, "test"), config.out("analysis"),
-                       analyses=config.analyses, clusters=config.num_clusters,
-                       num_items=config.analysis_items, items_per_video=config.items_per_video,
-                       seed=config.seed, boxes=config.path("tfrecords", "boxes.json"),
-                       retrieval_items_per_video=config.retrieval_items_per_video,
-                       localization_frames_per_video=config.localization_frames_per_video)
+    result = run.analyze(config.out("export"), _pattern(config, "test"), config.out("analysis"),
+                         analyses=config.analyses, clusters=config.num_clusters,
+                         num_items=config.analysis_items, items_per_video=config.items_per_video,
+                         seed=config.seed, boxes=config.path("tfrecords", "boxes.json"),
+                         retrieval_items_per_video=config.retrieval_items_per_video,
+                         localization_frames_per_video=config.localization_frames_per_video)
+    if "localization" in result:
+        result["localization_scene"] = _scene_localization(config)
+    return result
+
+
+def _scene_localization(config: DemoConfig) -> Optional[Dict]:
+    """Localization on the corpus's scene split (`l3.demo.corpus.plan.scene_params`: the
+    sounding object and a silent one of another class, each in its half of the frame),
+    against the sounding object's box; None when the corpus has no scene videos."""
+    from l3.eval import localization_run  # noqa: PLC0415 (TensorFlow; see the note under the imports)
+    if not glob.glob(_pattern(config, "scene")):
+        return None
+    result = localization_run.evaluate_localization(
+        config.out("export"), _pattern(config, "scene"), config.path("tfrecords", "boxes.json"),
+        os.path.join(config.out("analysis"), "scene"),
+        frames_per_video=config.localization_frames_per_video, duets=False, seed=config.seed)
+    return result
 
 
 def retrieval_summary(result: Optional[Dict]) -> Dict:
@@ -243,16 +262,25 @@ def retrieval_summary(result: Optional[Dict]) -> Dict:
     return {"retrieval": out}
 
 
-def localization_summary(result: Optional[Dict]) -> Dict:
+def _localization_detail(result: Dict) -> Dict:
+    return {k: result.get(k) for k in ("by_case", "num_items", "num_videos", "method", "view",
+                                       "gt", "frames_per_video", "protocol", "figure")}
+
+
+def localization_summary(result: Optional[Dict], scene: Optional[Dict] = None) -> Dict:
     """summary["localization"]: {row: {"cIoU@0.5", "AUC", "mean_cIoU", "n"}};
     summary["localization_detail"]: by case, items, method, view, figure;
     summary["localization_duet"]: the rows on two-source scenes (truth: the sounding frame;
-    `l3.eval.localization_duet`), summary["localization_duet_detail"]: against the box."""
+    `l3.eval.localization_duet`), summary["localization_duet_detail"]: against the box;
+    summary["localization_scene"] and ["localization_scene_detail"]: the rows on the
+    corpus's scene split (`scene`: its `evaluate_localization` result; truth: the sounding
+    object's box)."""
     if not result:
         return {}
-    detail = {k: result.get(k) for k in ("by_case", "num_items", "num_videos", "method", "view",
-                                         "gt", "frames_per_video", "protocol", "figure")}
-    out = {"localization": result["rows"], "localization_detail": detail}
+    out = {"localization": result["rows"], "localization_detail": _localization_detail(result)}
+    if scene:
+        out["localization_scene"] = scene["rows"]
+        out["localization_scene_detail"] = _localization_detail(scene)
     if result.get("duet"):
         d = result["duet"]
         out["localization_duet"] = d["rows"]
@@ -264,14 +292,14 @@ def localization_summary(result: Optional[Dict]) -> Dict:
 def targets_met_beyond_paper(summary: Dict) -> Dict:
     """Issue 22's targets: image -> audio R@10 at least 2x untrained and 2x chance; trained
     cIoU@0.5 above the untrained network, the centre prior and the unconditioned map (on
-    single frames, and on two-source scenes)."""
+    single frames, on two-source scenes and on the scene split)."""
     out = {}
     if "retrieval" in summary:
         rows = summary["retrieval"]["image_to_audio"]
         ratio = TARGETS["retrieval_r10_ratio"]
         out["retrieval_r10"] = rows["trained"]["R@10"] >= ratio * max(rows["untrained"]["R@10"],
                                                                         rows["chance"]["R@10"])
-    for key in ("localization", "localization_duet"):
+    for key in ("localization", "localization_duet", "localization_scene"):
         if key in summary:
             rows = summary[key]
             out[f"{key}_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
@@ -344,6 +372,15 @@ def beyond_paper_table(summary: Dict) -> list:
         for case, case_rows in (d.get("by_case") or {}).items():
             lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
                          + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
+    if "localization_scene" in summary:
+        rows, d = summary["localization_scene"], summary.get("localization_scene_detail", {})
+        lines += ["", f"scene split, {d.get('num_items')} frames of two objects, one of them "
+                      "silent (truth: the sounding object's box)"]
+        lines += _localization_lines(rows)
+        if "trained_other_sound" in rows:
+            label = "  trained, another video's sound"
+            lines.append(f"{label:34s} "
+                         f"{rows['trained_other_sound']['cIoU@0.5']:13.3f}")
     if "localization_duet" in summary:
         rows, d = summary["localization_duet"], summary.get("localization_duet_detail", {})
         lines += ["", f"two-source scenes, {d.get('num_items')} frames each beside another "
@@ -412,7 +449,7 @@ def run_demo(config: DemoConfig) -> Dict:
         "svm_accuracy_untrained": svm["export_untrained"]["mean_accuracy"],
         "unit_preference": analysis.get("unit_preference"),
         **retrieval_summary(analysis.get("retrieval")),
-        **localization_summary(analysis.get("localization")),
+        **localization_summary(analysis.get("localization"), analysis.get("localization_scene")),
         "train": {k: train.get(k) for k in ("step", "loss", "accuracy", "eval_accuracy",
                                            "pairs_per_second", "checkpoint_sizes",
                                            "checkpoint_write_seconds")},

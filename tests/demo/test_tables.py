@@ -42,3 +42,24 @@ def test_two_source_rows_sit_under_their_headers():
         assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
     (partner,) = [x for x in lines if "the other sound" in x]
     assert float(partner.split()[-1]) == 0.037
+
+
+def test_scene_split_rows_sit_under_their_headers():
+    rows = {"trained": {"cIoU@0.5": 0.345, "AUC": 0.42},
+            "trained_other_sound": {"cIoU@0.5": 0.113, "AUC": 0.231},
+            "untrained": {"cIoU@0.5": 0.193, "AUC": 0.29},
+            "unconditioned": {"cIoU@0.5": 0.172, "AUC": 0.292},
+            "center_prior": {"cIoU@0.5": 0.0, "AUC": 0.307}}
+    lines = run.beyond_paper_table({"localization_scene": rows,
+                                    "localization_scene_detail": {"num_items": 400}})
+    assert any(line.startswith("scene split, 400 frames of two objects") for line in lines)
+    header = next(line for line in lines if "center_prior" in line)
+    assert header.split() == ["trained", "untrained", "unconditioned", "center_prior"]
+    ends = [header.index(name) + len(name) for name in header.split()]
+    for key in ("cIoU@0.5", "AUC"):
+        (row,) = [x for x in lines if x.startswith(key)]
+        values = row[34:].split()
+        assert [float(v) for v in values] == [rows[n][key] for n in header.split()]
+        assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
+    (other,) = [x for x in lines if "another video's sound" in x]
+    assert float(other.split()[-1]) == 0.113

@@ -1,8 +1,10 @@
 """l3-retrieval and l3-localize end to end on a random-weight small export and synthetic
 labelled records with boxes (the numbers only say the code runs; the demo measures)."""
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -200,7 +202,9 @@ def test_demo_summary_has_the_issues_keys(tool_results):
     from l3.demo import run as demo
     res = tool_results
     summary = {**demo.retrieval_summary(res["retrieval"]),
-               **demo.localization_summary(res["localization"])}
+               # the same result stands in for the scene split's (the demo's own wiring:
+               # test_demo_scene_localization_reads_the_scene_shards)
+               **demo.localization_summary(res["localization"], scene=res["localization"])}
     for direction in ("image_to_audio", "audio_to_image"):
         for row in ("trained", "untrained", "chance"):
             for key in ("R@1", "R@5", "R@10", "median_rank"):
@@ -209,6 +213,8 @@ def test_demo_summary_has_the_issues_keys(tool_results):
         for key in ("cIoU@0.5", "AUC"):
             assert isinstance(summary["localization"][row][key], float)
             assert isinstance(summary["localization_duet"][row][key], float)
+            assert isinstance(summary["localization_scene"][row][key], float)
+    assert summary["localization_scene_detail"]["num_items"] == 24
     met = demo.targets_met_beyond_paper(summary)
     rows = summary["retrieval"]["image_to_audio"]
     assert met["retrieval_r10"] == (rows["trained"]["R@10"] >= 2 * max(rows["untrained"]["R@10"],
@@ -217,8 +223,32 @@ def test_demo_summary_has_the_issues_keys(tool_results):
     assert met["localization_duet_ciou"] == all(
         duet["trained"]["cIoU@0.5"] > duet[r]["cIoU@0.5"]
         for r in ("untrained", "center_prior", "unconditioned"))
+    scene = summary["localization_scene"]
+    assert met["localization_scene_ciou"] == all(
+        scene["trained"]["cIoU@0.5"] > scene[r]["cIoU@0.5"]
+        for r in ("untrained", "center_prior", "unconditioned"))
     table = "\n".join(demo.beyond_paper_table(summary))
     assert "image->audio R@10" in table and "cIoU@0.5" in table and "two-source scenes" in table
+    assert "scene split, 24 frames" in table
+
+
+def test_demo_scene_localization_reads_the_scene_shards(stand_in, tmp_path):
+    """The demo's scene stage runs on work_dir/tfrecords/scene-*.tfrecord (here the
+    stand-in's shards under that name) with the boxes beside them, one frame per video, no
+    duets, and writes analysis/scene/; without scene shards it runs nothing."""
+    from l3.demo import run as demo
+    export_dir, pattern, root = stand_in
+    config = demo.DemoConfig(work_dir=str(tmp_path), localization_frames_per_video=1)
+    os.makedirs(config.path("tfrecords"))
+    os.symlink(export_dir, config.out("export"))
+    assert demo._scene_localization(config) is None
+    for k, path in enumerate(sorted(glob.glob(pattern))):
+        shutil.copy(path, config.path("tfrecords", f"scene-{k:05d}-of-00002.tfrecord"))
+    shutil.copy(root / "boxes.json", config.path("tfrecords", "boxes.json"))
+    result = demo._scene_localization(config)
+    assert result["num_items"] == 12 and result["frames_per_video"] == 1 and "duet" not in result
+    assert os.path.exists(config.path("analysis", "scene", "localization.json"))
+    assert os.path.exists(config.path("analysis", "scene", "localization.png"))
 
 
 VGGSS_IDS = ("aaa_000010", "bbb_000020", "ccc_000030")

@@ -8,9 +8,9 @@ size, which sets the pitch, and the timing of events) and nothing else:
     root/<split>/<class_name>/<youtube_id>_<start:06d>_<end:06d>.mp4
     root/videos.csv    Kinetics style: label,youtube_id,time_start,time_end,split
     root/corpus.json   parameters, class descriptions, per-video metadata
-    root/objects.json  per frame of each test video, the object's box and mask (rendered
-                       alone: its pixels are the truth) and the distractor's box, in the
-                       l3-boxes format `l3-localize` reads (`objects`)
+    root/objects.json  per frame of each test and scene video, the object's box and mask
+                       (rendered alone: its pixels are the truth) and the distractor's or
+                       bystander's box, in the l3-boxes format `l3-localize` reads (`objects`)
 
 File names follow the Kinetics download layout, so anything that reads
 Kinetics reads this corpus. Labels are for evaluation only; L3 never sees
@@ -48,8 +48,17 @@ mains hum, off-screen sounds (speech, horn, knocks, another class's sound),
 muted stretches, and `unrelated_fraction` of each split's videos carry music
 or speech instead of the object's sound (`sound_related: false`).
 
-Defaults (10 classes x 32 / 6 / 10 videos, 4-6 s, 160x120 at 8 fps, AAC
-at 22.05 / 44.1 / 48 kHz, a fifth in stereo): 480 videos, 34 MB, ~62 CPU-s
+The scene split (`plan.scene_params`), for sound-source localization only (nothing
+trains or is evaluated for AVC, NMI or the SVM on it): two objects of different classes
+side by side, each in the middle of its half of the frame (the sounding one on the left
+or the right by a fair coin) and drawn 1.5 x larger (`SCENE_ZOOM`), so that a box can
+reach the median rule's cIoU 0.5 (it needs a quarter of the frame: ~58 % of scene
+boxes, 20 % at the other splits' size); the video's soundtrack is its label's object,
+the other object (the bystander) moves but is silent. Which of two objects sounds is
+what a sound-conditioned map can answer and a sound-free one cannot.
+
+Defaults (10 classes x 32 / 6 / 10 videos + 10 scenes, 4-6 s, 160x120 at 8 fps, AAC
+at 22.05 / 44.1 / 48 kHz, a fifth in stereo): 480 videos + 100 scenes, 34 MB, ~62 CPU-s
 (~31 s with `workers=2` on 2 idle cores; x264 ~15 %, AAC ~45 %, rendering
 the rest). 160x120 is above the small preset's 72-pixel side; 8 fps gives
 8 candidate frames per second of audio; mixed rates and channel counts
@@ -68,14 +77,15 @@ Modules, in the order they build on each other:
     classes     `AVClass` and `CLASSES`: per-class setup, picture and sound sharing events
     nuisance    backgrounds, speech, music, horn, knocks (sounds of no class)
     plan        `CorpusParams`, `VideoPlan`, `plan_corpus`: every random choice, cheap
-    render      a plan -> frames uint8 [T, H, W, 3] and audio float32 [samples(, 2)]
+    render      a plan -> frames uint8 [T, H, W, 3] and audio float32 [samples(, 2)] (a scene's
+                two objects each drawn in its half of the canvas)
     objects     where the object is in each frame (boxes, masks), for localization
     write       mp4 files, videos.csv, corpus.json, objects.json; locking, resuming, `generate_corpus`
 """
 
 from l3.demo.corpus.classes import CLASSES, OBJECT_SIZE, VARIANTS, AVClass
-from l3.demo.corpus.plan import (CORPUS_VERSION, DEFAULT_VIDEOS_PER_CLASS, SPLITS, CorpusParams, VideoPlan,
-                            class_params, plan_corpus, plan_video)
+from l3.demo.corpus.plan import (CORPUS_VERSION, DEFAULT_VIDEOS_PER_CLASS, SCENE_ZOOM, SPLITS, CorpusParams,
+                            VideoPlan, class_params, plan_corpus, plan_video, scene_params)
 from l3.demo.corpus.objects import OBJECT_SPLITS, OBJECTS_NAME, object_coverage, video_annotation
 from l3.demo.corpus.render import (draw_object, frame_offsets, render_audio, render_frames,
                                    render_video)
@@ -84,7 +94,8 @@ from l3.demo.corpus.write import (CSV_NAME, JSON_NAME, VIDEO_OPTIONS, CorpusInfo
 
 __all__ = [
     "AVClass", "CLASSES", "CORPUS_VERSION", "CSV_NAME", "CorpusInfo", "CorpusParams",
-    "DEFAULT_VIDEOS_PER_CLASS", "JSON_NAME", "OBJECT_SIZE", "SPLITS", "VARIANTS", "VIDEO_OPTIONS",
+    "DEFAULT_VIDEOS_PER_CLASS", "JSON_NAME", "OBJECT_SIZE", "SCENE_ZOOM", "SPLITS", "VARIANTS",
+    "VIDEO_OPTIONS", "scene_params",
     "VideoPlan", "class_params", "default_corpus_dir", "draw_object", "generate_corpus",
     "load_corpus", "OBJECT_SPLITS", "OBJECTS_NAME", "object_coverage", "frame_offsets",
     "video_annotation", "plan_corpus", "plan_video", "render_audio", "render_frames", "render_video",

@@ -7,12 +7,14 @@ whatever is below as (1 - m) below + m colour, so the object drawn on a white an
 on a black canvas differs by prod(1 - m_i): its coverage is
 1 - (white - black), exact whatever its colours. The mask is coverage >= 0.5
 (the ball's soft floor shadow, at most 0.45, stays out); the box is the mask's
-extent. The passing distractor shape gets the same treatment, minus what the
-object hides.
+extent. The passing distractor shape, and a scene's silent bystander (an object of
+another class in the other half of the frame), get the same treatment, minus what
+the object hides; both are stored as `distractor_boxes`.
 
 `video_annotation(plan)` gives one video's entry of the l3-boxes format
 (`l3.eval.localization_io`); `write_objects(root, plans)` writes
-`root/objects.json` for the given videos (the corpus writes it for the test split).
+`root/objects.json` for the given videos (the corpus writes it for the test and scene
+splits).
 """
 
 from typing import Dict, Sequence
@@ -20,11 +22,12 @@ from typing import Dict, Sequence
 import numpy as np
 
 from l3.demo.corpus.plan import VideoPlan
-from l3.demo.corpus.render import canvas_margin, draw_distractor, draw_object, frame_offsets
+from l3.demo.corpus.render import (canvas_margin, draw_bystander, draw_distractor, draw_object,
+                                   frame_offsets)
 from l3.eval import localization_io
 
 OBJECTS_NAME = "objects.json"
-OBJECT_SPLITS = ("test",)
+OBJECT_SPLITS = ("test", "scene")
 COVERAGE_THRESHOLD = 0.5
 
 
@@ -67,13 +70,15 @@ def video_annotation(plan: VideoPlan) -> dict:
         box = _box(obj)
         frame = {"time": round(t, 6), "boxes": [box] if box else [],
                  "mask": localization_io.rle_encode(obj), "area": round(float(obj.mean()), 5)}
-        if plan.nuisance["distractor"] is not None:
-            dis = (_coverage(draw_distractor, plan, t, offset) >= COVERAGE_THRESHOLD) & ~obj
-            frame["distractor_boxes"] = [_box(dis)] if dis.any() else []
+        for draw, present in ((draw_distractor, plan.nuisance["distractor"] is not None),
+                              (draw_bystander, plan.nuisance.get("scene") is not None)):
+            if present:
+                dis = (_coverage(draw, plan, t, offset) >= COVERAGE_THRESHOLD) & ~obj
+                frame["distractor_boxes"] = [_box(dis)] if dis.any() else []
         frames.append(frame)
     meta = plan.meta()
     keep = ("label", "split", "sound_related", "soundtrack", "offscreen", "silent_gaps",
-            "distractor_object", "width", "height", "fps")
+            "distractor_object", "scene", "width", "height", "fps")
     return {**{k: meta[k] for k in keep}, "frames": frames}
 
 

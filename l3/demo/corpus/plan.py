@@ -17,9 +17,14 @@ from l3.demo.corpus.classes import CLASSES, VARIANTS, AVClass
 from l3.demo.corpus.primitives import hsv
 
 CORPUS_VERSION = 1
-SPLITS = ("train", "val", "test")
-SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-DEFAULT_VIDEOS_PER_CLASS = {"train": 32, "val": 6, "test": 10}
+SPLITS = ("train", "val", "test", "scene")
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2, "scene": 3}
+DEFAULT_VIDEOS_PER_CLASS = {"train": 32, "val": 6, "test": 10, "scene": 10}
+# The "scene" split, for sound-source localization only (never trained on): two objects
+# of different classes side by side, each in the middle of its half of the frame, drawn
+# SCENE_ZOOM times the other splits' size; the video's sound is the one of its label's
+# object, the other one (the bystander) is silent. See `scene_params`.
+SCENE_ZOOM = 1.5
 AUDIO_RATES = (48000, 44100, 22050)
 AUDIO_RATE_P = (0.2, 0.2, 0.6)      # AAC: half of the CPU time; 22.05 kHz mono encodes 2x faster
 STEREO_P = 0.2
@@ -113,6 +118,9 @@ class VideoPlan:
                           for k, a, b, l, _ in q["offscreen"]],
             "noise": q["noise"], "snr_db": round(q["snr_db"], 1), "hum": q["hum"],
             "distractor_object": q["distractor"] is not None,
+            "scene": None if q.get("scene") is None else {
+                "bystander": CLASSES[q["scene"]["label_index"]].name, "side": q["scene"]["side"],
+                "zoom": q["scene"]["zoom"]},
             "variant": p["variant"], "scale": round(p["scale"], 3), "pitch": round(p["pitch"], 3), "tempo": round(p["tempo"], 3),
             "position": [round(p["y0"] / self.size[0], 3), round(p["x0"] / self.size[1], 3)],
             "colour": [round(float(c), 3) for c in p["colour"]],
@@ -141,6 +149,24 @@ def class_params(rng, cls: AVClass, dur: float, size) -> dict:
          "x0": rng.uniform(0.38, 0.62) * w, "y0": rng.uniform(0.4, 0.6) * h, "colour": colour}
     cls.setup(rng, p, dur)
     return p
+
+
+def scene_params(rng, params: CorpusParams, c: int, p: dict, dur: float) -> dict:
+    """Moves the video's object (class c, parameters p, changed in place) to the middle of
+    one half of the frame (a fair coin picks which) and draws a silent bystander of another
+    class for the other half: {"zoom", "side", "label_index", "p"} (`VideoPlan.nuisance["scene"]`).
+    x0, y0 stay in frame pixels; `render.draw_object` draws each object inside its own
+    half of the canvas, so motions that scale with the width scale with the half."""
+    if params.num_classes < 2:
+        raise ValueError("scenes need at least two classes")
+    h, w = params.size
+    other = int((c + rng.integers(1, params.num_classes)) % params.num_classes)
+    q = class_params(rng, CLASSES[other], dur, params.size)
+    side = "left" if rng.random() < 0.5 else "right"
+    for obj, half in ((p, side), (q, "right" if side == "left" else "left")):
+        obj["x0"] = (0.25 if half == "left" else 0.75) * w + rng.uniform(-0.02, 0.02) * w
+        obj["y0"] = rng.uniform(0.45, 0.55) * h
+    return {"zoom": SCENE_ZOOM, "side": side, "label_index": other, "p": q}
 
 
 def plan_corpus(params: CorpusParams) -> List[VideoPlan]:
@@ -194,8 +220,12 @@ def plan_video(params: CorpusParams, split: str, c: int, i: int, unrelated: bool
         distractor = {"colour": hsv(rng.uniform(0, 360), rng.uniform(0, 0.4), rng.uniform(0.2, 0.9)),
                       "y": rng.uniform(0.2, 0.8), "r": rng.uniform(0.06, 0.14),
                       "speed": rng.choice([-1, 1]) * rng.uniform(0.15, 0.4), "x0": rng.uniform(0, 1)}
+    scene = None
+    if split == "scene":   # drawn last: the other splits' random streams stay as they were
+        scene = scene_params(rng, params, c, p, dur)
+        distractor = None
     nuisance = {
-        "gaps": gaps, "offscreen": offscreen,
+        "gaps": gaps, "offscreen": offscreen, "scene": scene,
         "noise": str(rng.choice(["white", "pink", "brown"])), "snr_db": rng.uniform(14, 30),
         "hum": int(rng.choice([50, 60])) if rng.random() < HUM_P else 0,
         "gain": rng.uniform(0.35, 0.85), "distractor": distractor,

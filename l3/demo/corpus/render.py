@@ -16,9 +16,35 @@ from l3.demo.corpus.primitives import add_at, ellipse, filtered_noise, osc, pain
 
 
 def draw_object(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> None:
-    """Paints the video's object at time t into float32 [H + 2 margin, W + 2 margin, 3]."""
-    p = plan.p if not margin else dict(plan.p, x0=plan.p["x0"] + margin, y0=plan.p["y0"] + margin)
-    CLASSES[plan.label_index].draw(img, t, p, OBJECT_SIZE * min(plan.size))
+    """Paints the video's object at time t into float32 [H + 2 margin, W + 2 margin, 3]
+    (a scene's: in its half of the canvas, `scene_zoom` times larger)."""
+    scene = plan.nuisance.get("scene")
+    if scene is None:
+        p = plan.p if not margin else dict(plan.p, x0=plan.p["x0"] + margin, y0=plan.p["y0"] + margin)
+        CLASSES[plan.label_index].draw(img, t, p, OBJECT_SIZE * min(plan.size))
+    else:
+        _draw_in_half(img, plan, plan.label_index, plan.p, t, margin)
+
+
+def draw_bystander(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> None:
+    """Paints a scene's silent object of another class (nothing for other videos), like
+    `draw_object`."""
+    scene = plan.nuisance.get("scene")
+    if scene is not None:
+        _draw_in_half(img, plan, scene["label_index"], scene["p"], t, margin)
+
+
+def _draw_in_half(img: np.ndarray, plan: VideoPlan, label_index: int, p: dict, t: float,
+                  margin: int) -> None:
+    """Draws object p of class `label_index` into the half of the padded canvas [H + 2m,
+    W + 2m, 3] that holds its centre x0 (the left one includes the left margin, the right
+    one the right margin): an object never paints over the other half, and motions that
+    scale with the canvas width scale with the half's."""
+    cut = margin + plan.size[1] // 2
+    left = p["x0"] < plan.size[1] / 2
+    view = img[:, :cut] if left else img[:, cut:]
+    q = dict(p, x0=p["x0"] + margin - (0 if left else cut), y0=p["y0"] + margin)
+    CLASSES[label_index].draw(view, t, q, OBJECT_SIZE * min(plan.size) * plan.nuisance["scene"]["zoom"])
 
 
 def canvas_margin(plan: VideoPlan) -> int:
@@ -78,6 +104,7 @@ def render_frames(plan: VideoPlan) -> np.ndarray:
         t = k / plan.fps
         img = bg.copy()
         draw_distractor(img, plan, t, m)   # passes behind the object
+        draw_bystander(img, plan, t, m)    # a scene's silent object, in the other half
         draw_object(img, plan, t, m)
         frames[k] = img[oy:oy + h, ox:ox + w]
     t = np.arange(n) / plan.fps

@@ -155,6 +155,17 @@ def _stale(root: pathlib.Path, params: CorpusParams) -> Optional[dict]:
     return None
 
 
+def _extends(old_params: dict, params: CorpusParams) -> bool:
+    """True when `params` only adds splits to a corpus of `old_params` (every other parameter
+    and every split the old corpus had the same): its videos are kept, since a video does
+    not depend on the other splits (`plan_video`)."""
+    new = params.to_json()
+    old_counts, new_counts = old_params.get("videos_per_class", {}), new["videos_per_class"]
+    return (all(old_params.get(k) == v for k, v in new.items() if k != "videos_per_class")
+            and all(old_counts.get(s, 0) in (0, n) for s, n in new_counts.items())
+            and set(old_counts) <= set(new_counts))
+
+
 def _remove_corpus_files(root: pathlib.Path, old_params: dict) -> None:
     """Deletes exactly the files an earlier generation with `old_params` wrote."""
     try:
@@ -181,7 +192,8 @@ def generate_corpus(root=None, *, num_classes: int = 10,
     Args:
       root: output folder; created if needed.
       num_classes: the first `num_classes` of `CLASSES` (1-10).
-      videos_per_class: {"train": n, "val": n, "test": n}; default 32 / 6 / 10.
+      videos_per_class: {"train": n, "val": n, "test": n, "scene": n}; default
+        32 / 6 / 10 / 10 (the scene split: localization only, see `plan.scene_params`).
       seconds: mean video length in whole seconds; each video is
         seconds +- duration_jitter (uniform integers).
       fps: frame rate of the mp4 files.
@@ -192,7 +204,9 @@ def generate_corpus(root=None, *, num_classes: int = 10,
       unrelated_fraction: share of each split's videos whose sound is music or
         speech unrelated to the picture (`sound_related: false` in corpus.json).
       overwrite: if `root` holds a corpus with other parameters, delete its
-        files and generate; otherwise that raises FileExistsError.
+        files and generate; otherwise that raises FileExistsError. A corpus that
+        `videos_per_class` only extends by new splits (e.g. one from before the
+        scene split) keeps its videos and gains the new ones.
 
     Returns: a `CorpusInfo`. If `root/corpus.json` exists with the same
       parameters and every video is there, returns at once (`reused=True`).
@@ -247,7 +261,7 @@ def _locked(root: pathlib.Path):
 
 def _generate(root, params, plans, workers, progress, overwrite) -> CorpusInfo:
     old = _stale(root, params)
-    if old is not None:
+    if old is not None and not _extends(old, params):
         if not overwrite:
             raise FileExistsError(f"{root} holds a corpus with other parameters {old}; "
                                   "pass overwrite=True or choose another folder")
