@@ -234,15 +234,22 @@ def _case_note(cases) -> str:
 
 
 def _figure_items(cases, labels, count: int):
-    """Items for the figure: clean ones of as many different labels as fit, then the first
-    item of each other case (up to half the rows)."""
+    """Items for the figure (at most `count`): clean ones of as many different labels as
+    fit, then the first item of each other case (up to half the rows); rows left over
+    (too few clean items: on the scene split every frame has a bystander) go to the
+    first not yet chosen item of each label, then to the next ones."""
     others = [next((i for i, cs in enumerate(cases) if c in cs), None) for c in ldata.CASES[1:]]
     others = list(dict.fromkeys(i for i in others if i is not None))[:max(count // 2, 1)]
     clean = [i for i, cs in enumerate(cases) if i not in others and ("clean" in cs or not cs)]
-    first_of_label = list({labels[i]: i for i in reversed(clean)}.values())[::-1]
-    rest = [i for i in clean if i not in first_of_label]
-    chosen = (first_of_label + rest)[:count - len(others)] + others
-    return sorted(chosen) or list(range(min(count, len(cases))))
+    chosen = _first_of_each_label(clean, labels)[:count - len(others)] + others
+    left = [i for i in range(len(cases)) if i not in chosen]
+    return sorted(chosen + _first_of_each_label(left, labels)[:max(count - len(chosen), 0)])
+
+
+def _first_of_each_label(indices, labels):
+    """`indices` reordered: the first of each label (in order), then the rest in order."""
+    first = list({labels[i]: i for i in reversed(indices)}.values())[::-1]
+    return first + [i for i in indices if i not in first]
 
 
 def format_table(result: Dict) -> str:

@@ -495,3 +495,16 @@ def test_score_duets_counts_the_sounding_frame_and_its_box():
     box = scored["rows_box"]["trained"]["mean_cIoU"]
     gt_share = np.array([items.gt[i].mean() for i in d.item])     # of one frame
     assert box == pytest.approx(np.mean(np.where(d.left, gt_share, 0.0)), abs=0.01)
+
+
+def test_figure_rows_fill_up_with_other_labels_when_few_frames_are_clean():
+    """The figure shows clean frames of distinct labels plus the first of each other case;
+    on the scene split (a bystander in every frame, so no clean frame) the rows left over
+    go to the first frame of each label, not to nothing (it once drew 3 rows of 6)."""
+    from l3.eval.localization_run import _figure_items
+    labels = list("aabbccddee")
+    mixed = [("clean",)] * 5 + [("distractor_visible",)] + [("clean",)] * 3 + [("offscreen_sound",)]
+    assert _figure_items(mixed, labels, 6) == [0, 2, 4, 5, 6, 9]
+    scenes = [("distractor_visible",)] * 8 + [("distractor_visible", "offscreen_sound")] * 2
+    assert _figure_items(scenes, labels, 6) == [0, 1, 2, 4, 6, 8]
+    assert _figure_items([()] * 3, list("abc"), 6) == [0, 1, 2]
