@@ -55,6 +55,8 @@ from l3_tfrecords import builder
 
 SUMMARY_JSON = "summary.json"
 TARGETS = {"avc_accuracy": 0.85, "nmi_ratio": 1.5, "retrieval_r10_ratio": 2.0}
+# The scene split's localization goes to analysis/SCENE_DIR/ (issue 22).
+SCENE_DIR = "scene"
 # Localization's target: trained cIoU@0.5 above each of these rows (issue 22).
 LOCALIZATION_RIVALS = ("untrained", "center_prior", "unconditioned")
 
@@ -247,8 +249,10 @@ def _scene_localization(config: DemoConfig) -> Optional[Dict]:
         return None
     result = localization_run.evaluate_localization(
         config.out("export"), _pattern(config, "scene"), config.path("tfrecords", "boxes.json"),
-        os.path.join(config.out("analysis"), "scene"),
+        os.path.join(config.out("analysis"), SCENE_DIR),
         frames_per_video=config.localization_frames_per_video, duets=False, seed=config.seed)
+    if result.get("figure"):   # relative to analysis/, as the test split's figure
+        result["figure"] = os.path.join(SCENE_DIR, result["figure"])
     return result
 
 
@@ -263,6 +267,7 @@ def retrieval_summary(result: Optional[Dict]) -> Dict:
 
 
 def _localization_detail(result: Dict) -> Dict:
+    """The parts of an `evaluate_localization` result beside its rows that summary.json keeps."""
     return {k: result.get(k) for k in ("by_case", "num_items", "num_videos", "method", "view",
                                        "gt", "frames_per_video", "protocol", "figure")}
 

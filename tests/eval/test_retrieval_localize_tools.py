@@ -247,6 +247,7 @@ def test_demo_scene_localization_reads_the_scene_shards(stand_in, tmp_path):
     shutil.copy(root / "boxes.json", config.path("tfrecords", "boxes.json"))
     result = demo._scene_localization(config)
     assert result["num_items"] == 12 and result["frames_per_video"] == 1 and "duet" not in result
+    assert result["figure"] == os.path.join("scene", "localization.png")   # under analysis/
     assert os.path.exists(config.path("analysis", "scene", "localization.json"))
     assert os.path.exists(config.path("analysis", "scene", "localization.png"))
 

@@ -17,7 +17,7 @@ from l3.demo.corpus.primitives import add_at, ellipse, filtered_noise, osc, pain
 
 def draw_object(img: np.ndarray, plan: VideoPlan, t: float, margin: int = 0) -> None:
     """Paints the video's object at time t into float32 [H + 2 margin, W + 2 margin, 3]
-    (a scene's: in its half of the canvas, `scene_zoom` times larger)."""
+    (a scene's: in its half of the canvas, `plan.SCENE_ZOOM` times larger)."""
     scene = plan.nuisance.get("scene")
     if scene is None:
         p = plan.p if not margin else dict(plan.p, x0=plan.p["x0"] + margin, y0=plan.p["y0"] + margin)
