@@ -378,22 +378,26 @@ def beyond_paper_table(summary: Dict) -> list:
             lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
                          + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
     if "localization_scene" in summary:
-        rows, d = summary["localization_scene"], summary.get("localization_scene_detail", {})
-        lines += ["", f"scene split, {d.get('num_items')} frames of two objects, one of them "
-                      "silent (truth: the sounding object's box)"]
-        lines += _localization_lines(rows)
-        if "trained_other_sound" in rows:
-            label = "  trained, another video's sound"
-            lines.append(f"{label:34s} "
-                         f"{rows['trained_other_sound']['cIoU@0.5']:13.3f}")
+        d = summary.get("localization_scene_detail", {})
+        lines += _two_object_lines(
+            f"scene split, {d.get('num_items')} frames of two objects, one of them silent "
+            "(truth: the sounding object's box)", summary["localization_scene"],
+            "trained_other_sound", "trained, another video's sound")
     if "localization_duet" in summary:
-        rows, d = summary["localization_duet"], summary.get("localization_duet_detail", {})
-        lines += ["", f"two-source scenes, {d.get('num_items')} frames each beside another "
-                      "label's, the sound of one (truth: the sounding frame)"]
-        lines += _localization_lines(rows)
-        if "trained_partner_sound" in rows:
-            lines.append(f"{'  trained, the other sound':34s} "
-                         f"{rows['trained_partner_sound']['cIoU@0.5']:13.3f}")
+        d = summary.get("localization_duet_detail", {})
+        lines += _two_object_lines(
+            f"two-source scenes, {d.get('num_items')} frames each beside another label's, "
+            "the sound of one (truth: the sounding frame)", summary["localization_duet"],
+            "trained_partner_sound", "trained, the other sound")
+    return lines
+
+
+def _two_object_lines(title: str, rows: Dict, other: str, other_label: str) -> list:
+    """A blank line, the title, the localization columns and, when present, the cIoU@0.5 of
+    row `other` (the trained map given a sound that is not the frame's) as `other_label`."""
+    lines = ["", title] + _localization_lines(rows)
+    if other in rows:
+        lines.append(f"{'  ' + other_label:34s} {rows[other]['cIoU@0.5']:13.3f}")
     return lines
 
 

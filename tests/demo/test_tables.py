@@ -23,15 +23,10 @@ def test_localization_rows_have_whole_headers_and_aligned_columns():
         assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
 
 
-def test_two_source_rows_sit_under_their_headers():
-    rows = {"trained": {"cIoU@0.5": 0.685, "AUC": 0.628},
-            "trained_partner_sound": {"cIoU@0.5": 0.037, "AUC": 0.163},
-            "untrained": {"cIoU@0.5": 0.065, "AUC": 0.339},
-            "unconditioned": {"cIoU@0.5": 0.11, "AUC": 0.343},
-            "center_prior": {"cIoU@0.5": 0.0, "AUC": 0.325}}
-    lines = run.beyond_paper_table({"localization_duet": rows,
-                                    "localization_duet_detail": {"num_items": 400}})
-    assert any(line.startswith("two-source scenes, 400 frames") for line in lines)
+def _assert_two_object_block(lines, rows, title, other_label, other):
+    """The block's title, its four columns with every number under its header, and the
+    trained-with-another-sound line."""
+    assert any(line.startswith(title) for line in lines)
     header = next(line for line in lines if "center_prior" in line)
     assert header.split() == ["trained", "untrained", "unconditioned", "center_prior"]
     ends = [header.index(name) + len(name) for name in header.split()]
@@ -40,8 +35,20 @@ def test_two_source_rows_sit_under_their_headers():
         values = row[34:].split()
         assert [float(v) for v in values] == [rows[n][key] for n in header.split()]
         assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
-    (partner,) = [x for x in lines if "the other sound" in x]
-    assert float(partner.split()[-1]) == 0.037
+    (line,) = [x for x in lines if other_label in x]
+    assert float(line.split()[-1]) == rows[other]["cIoU@0.5"]
+
+
+def test_two_source_rows_sit_under_their_headers():
+    rows = {"trained": {"cIoU@0.5": 0.685, "AUC": 0.628},
+            "trained_partner_sound": {"cIoU@0.5": 0.037, "AUC": 0.163},
+            "untrained": {"cIoU@0.5": 0.065, "AUC": 0.339},
+            "unconditioned": {"cIoU@0.5": 0.11, "AUC": 0.343},
+            "center_prior": {"cIoU@0.5": 0.0, "AUC": 0.325}}
+    lines = run.beyond_paper_table({"localization_duet": rows,
+                                    "localization_duet_detail": {"num_items": 400}})
+    _assert_two_object_block(lines, rows, "two-source scenes, 400 frames", "the other sound",
+                             "trained_partner_sound")
 
 
 def test_scene_split_rows_sit_under_their_headers():
@@ -52,14 +59,5 @@ def test_scene_split_rows_sit_under_their_headers():
             "center_prior": {"cIoU@0.5": 0.0, "AUC": 0.307}}
     lines = run.beyond_paper_table({"localization_scene": rows,
                                     "localization_scene_detail": {"num_items": 400}})
-    assert any(line.startswith("scene split, 400 frames of two objects") for line in lines)
-    header = next(line for line in lines if "center_prior" in line)
-    assert header.split() == ["trained", "untrained", "unconditioned", "center_prior"]
-    ends = [header.index(name) + len(name) for name in header.split()]
-    for key in ("cIoU@0.5", "AUC"):
-        (row,) = [x for x in lines if x.startswith(key)]
-        values = row[34:].split()
-        assert [float(v) for v in values] == [rows[n][key] for n in header.split()]
-        assert [row.index(v, e - len(v)) + len(v) for v, e in zip(values, ends)] == ends, row
-    (other,) = [x for x in lines if "another video's sound" in x]
-    assert float(other.split()[-1]) == 0.113
+    _assert_two_object_block(lines, rows, "scene split, 400 frames of two objects",
+                             "another video's sound", "trained_other_sound")
