@@ -14,9 +14,10 @@ Stages, each reusing what an earlier run left in `work_dir`:
   7. analysis   k-means NMI, unit preference and figures on the test split; cross-modal
                 retrieval (image -> audio, audio -> image) and sound-source localization
                 against the corpus's own object boxes (objects.json), trained vs
-                untrained vs chance / baselines, on single frames and on two-source
-                scenes (each frame beside another label's, the sound of one); and on the
-                corpus's scene split (two objects in one frame, one of them silent)
+                untrained vs chance / baselines: on the corpus's scene split (two objects
+                in one frame, one of them silent; summary["localization"]), on the test
+                split's single-object frames and on two-source scenes (each test frame
+                beside another label's, the sound of one)
 
 Results go to `work_dir/summary.json` and a table beside the paper's numbers.
 
@@ -236,7 +237,7 @@ def _analysis(config: DemoConfig) -> Dict:
                          retrieval_items_per_video=config.retrieval_items_per_video,
                          localization_frames_per_video=config.localization_frames_per_video)
     if "localization" in result:
-        result["localization_scene"] = _scene_localization(config)
+        result["localization_scene"] = _scene_localization(config)   # localization_summary
     return result
 
 
@@ -266,26 +267,38 @@ def retrieval_summary(result: Optional[Dict]) -> Dict:
     return {"retrieval": out}
 
 
-def _localization_detail(result: Dict) -> Dict:
-    """The parts of an `evaluate_localization` result beside its rows that summary.json keeps."""
-    return {k: result.get(k) for k in ("by_case", "num_items", "num_videos", "method", "view",
-                                       "gt", "frames_per_video", "protocol", "figure")}
+def _localization_detail(result: Dict, split: str) -> Dict:
+    """The parts of an `evaluate_localization` result beside its rows that summary.json
+    keeps, and the corpus split it was measured on."""
+    return {"split": split, **{k: result.get(k) for k in (
+        "by_case", "num_items", "num_videos", "method", "view", "gt", "frames_per_video",
+        "protocol", "figure")}}
 
 
 def localization_summary(result: Optional[Dict], scene: Optional[Dict] = None) -> Dict:
-    """summary["localization"]: {row: {"cIoU@0.5", "AUC", "mean_cIoU", "n"}};
-    summary["localization_detail"]: by case, items, method, view, figure;
-    summary["localization_duet"]: the rows on two-source scenes (truth: the sounding frame;
-    `l3.eval.localization_duet`), summary["localization_duet_detail"]: against the box;
-    summary["localization_scene"] and ["localization_scene_detail"]: the rows on the
-    corpus's scene split (`scene`: its `evaluate_localization` result; truth: the sounding
-    object's box)."""
+    """The localization keys of summary.json, from the test split's result (`result`: single
+    frames, and its two-source scenes) and the scene split's (`scene`), each an
+    `evaluate_localization` result:
+
+      localization, localization_detail: the demo's localization benchmark, {row: {"cIoU@0.5",
+        "AUC", "mean_cIoU", "n"}} and {split, by_case, num_items, method, view, figure, ...}:
+        the scene split (two objects, the sound of one; truth: the sounding object's box)
+        when the corpus has one, else the test split's single frames;
+      localization_single_object, *_detail: the test split's single frames (one object in
+        view; with a scene split only: otherwise they are the headline);
+      localization_duet, *_detail: test frames side by side, the sound of one (truth: the
+        sounding frame; `l3.eval.localization_duet`), the detail holding the rows against
+        the box."""
     if not result:
         return {}
-    out = {"localization": result["rows"], "localization_detail": _localization_detail(result)}
+    single = {"rows": result["rows"], "detail": _localization_detail(result, "test")}
     if scene:
-        out["localization_scene"] = scene["rows"]
-        out["localization_scene_detail"] = _localization_detail(scene)
+        out = {"localization": scene["rows"],
+               "localization_detail": _localization_detail(scene, "scene"),
+               "localization_single_object": single["rows"],
+               "localization_single_object_detail": single["detail"]}
+    else:
+        out = {"localization": single["rows"], "localization_detail": single["detail"]}
     if result.get("duet"):
         d = result["duet"]
         out["localization_duet"] = d["rows"]
@@ -296,15 +309,15 @@ def localization_summary(result: Optional[Dict], scene: Optional[Dict] = None) -
 
 def targets_met_beyond_paper(summary: Dict) -> Dict:
     """Issue 22's targets: image -> audio R@10 at least 2x untrained and 2x chance; trained
-    cIoU@0.5 above the untrained network, the centre prior and the unconditioned map (on
-    single frames, on two-source scenes and on the scene split)."""
+    cIoU@0.5 above the untrained network, the centre prior and the unconditioned map (on the
+    localization benchmark, and apart on single-object frames and two-source scenes)."""
     out = {}
     if "retrieval" in summary:
         rows = summary["retrieval"]["image_to_audio"]
         ratio = TARGETS["retrieval_r10_ratio"]
         out["retrieval_r10"] = rows["trained"]["R@10"] >= ratio * max(rows["untrained"]["R@10"],
                                                                         rows["chance"]["R@10"])
-    for key in ("localization", "localization_duet", "localization_scene"):
+    for key in ("localization", "localization_single_object", "localization_duet"):
         if key in summary:
             rows = summary[key]
             out[f"{key}_ciou"] = all(rows["trained"]["cIoU@0.5"] > rows[r]["cIoU@0.5"]
@@ -368,31 +381,37 @@ def beyond_paper_table(summary: Dict) -> list:
                 fmt = "{:9.1f}" if key == "median_rank" else "{:9.3f}"
                 lines.append(f"{name + ' ' + key.replace('_', ' '):34s} "
                              + " ".join(fmt.format(v) for v in vals))
-    if "localization" in summary:
-        rows, d = summary["localization"], summary.get("localization_detail", {})
-        names = _localization_rows(rows)
-        lines += ["", f"sound-source localization, {d.get('num_items')} annotated frames "
-                      f"({d.get('method')}; EZ-VSL cIoU, boxes rendered from the corpus)"]
-        lines += _localization_lines(rows)
-        for case, case_rows in (d.get("by_case") or {}).items():
-            lines.append(f"{'  ' + case.replace('_', ' ') + ' cIoU@0.5 (' + str(case_rows['trained']['n']) + ')':34s} "
-                         + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
-    if "localization_scene" in summary:
-        d = summary.get("localization_scene_detail", {})
-        lines += _two_object_lines(
-            f"scene split, {d.get('num_items')} frames of two objects, one of them silent "
-            "(truth: the sounding object's box)", summary["localization_scene"],
-            "trained_other_sound", "trained, another video's sound")
+    for key in ("localization", "localization_single_object"):
+        if key in summary:
+            lines += _localization_block(summary[key], summary.get(f"{key}_detail", {}))
     if "localization_duet" in summary:
         d = summary.get("localization_duet_detail", {})
-        lines += _two_object_lines(
+        lines += _block_lines(
             f"two-source scenes, {d.get('num_items')} frames each beside another label's, "
             "the sound of one (truth: the sounding frame)", summary["localization_duet"],
             "trained_partner_sound", "trained, the other sound")
     return lines
 
 
-def _two_object_lines(title: str, rows: Dict, other: str, other_label: str) -> list:
+def _localization_block(rows: Dict, d: Dict) -> list:
+    """The lines of a localization result on one split: title, columns, by-case cIoU@0.5, and
+    the trained map given another video's sound."""
+    what = {"scene": "scene-split frames: two objects, the sound of one",
+            "test": "single-object test frames"}.get(d.get("split"), "annotated frames")
+    names = _localization_rows(rows)
+    lines = _block_lines(
+        f"sound-source localization, {d.get('num_items')} {what} ({d.get('method')}; "
+        "EZ-VSL cIoU vs the sounding object's box)", rows,
+        "trained_other_sound", "trained, another video's sound")
+    if d.get("by_case"):
+        lines.append("  cIoU@0.5 by case (frames):")
+    for case, case_rows in (d.get("by_case") or {}).items():
+        label = f"    {case.replace('_', ' ')} ({case_rows['trained']['n']})"
+        lines.append(f"{label:34s} " + " ".join(f"{case_rows[n]['cIoU@0.5']:13.3f}" for n in names))
+    return lines
+
+
+def _block_lines(title: str, rows: Dict, other: str, other_label: str) -> list:
     """A blank line, the title, the localization columns and, when present, the cIoU@0.5 of
     row `other` (the trained map given a sound that is not the frame's) as `other_label`."""
     lines = ["", title] + _localization_lines(rows)
