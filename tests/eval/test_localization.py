@@ -459,9 +459,15 @@ def test_the_trunk_rebuilt_for_another_input_size_is_the_networks_own():
     wide_images = np.concatenate([images, images[::-1]], axis=2)      # [2, 64, 128, 3]
     wide = localizer.conv_maps(wide_images)
     assert wide.shape == (2, 4, 8, want.output.shape[-1])
-    clone = keras.models.clone_model(want, input_tensors=keras.Input((64, 128, 3)))
-    clone.set_weights(want.get_weights())
-    np.testing.assert_allclose(wide, clone(wide_images, training=False), rtol=1e-5, atol=1e-6)
+    # Also a size that is no multiple of the stride (80 x 100: 5 x 6 cells, the third pool
+    # flooring 25 columns to 12), where a trunk wrong only away from S x kS would show.
+    odd_images = np.random.default_rng(1).random((2, 80, 100, 3)).astype(np.float32)
+    for x, cells in ((wide_images, (4, 8)), (odd_images, (5, 6))):
+        got = localizer.conv_maps(x)
+        assert got.shape[1:3] == cells
+        clone = keras.models.clone_model(want, input_tensors=keras.Input(x.shape[1:]))
+        clone.set_weights(want.get_weights())
+        np.testing.assert_allclose(got, clone(x, training=False), rtol=1e-5, atol=1e-6)
     halves = np.concatenate([want(images, training=False), want(images[::-1], training=False)],
                             axis=2)
     assert np.abs(wide - halves).max() > 0.1 * np.abs(wide).max()
