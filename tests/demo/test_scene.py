@@ -123,3 +123,13 @@ def test_a_corpus_gains_the_scene_split_and_keeps_its_videos(tmp_path):
     with pytest.raises(FileExistsError):
         corpus.generate_corpus(tmp_path, progress=False,
                                videos_per_class={"train": 2, "test": 1, "scene": 1}, **params)
+
+
+def test_one_class_has_no_scene_split():
+    """A scene needs a bystander of another class: with one class the default has no scene
+    split, and asking for one is a clear error, not a failure deep in the planner."""
+    from l3.demo.corpus import plan
+    assert plan.default_videos_per_class(1) == {"train": 32, "val": 6, "test": 10}
+    assert plan.default_videos_per_class(2) == corpus.DEFAULT_VIDEOS_PER_CLASS
+    with pytest.raises(ValueError, match="scene split needs at least two classes"):
+        corpus.CorpusParams(num_classes=1)

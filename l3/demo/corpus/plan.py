@@ -55,6 +55,9 @@ class CorpusParams:
             raise ValueError(f"splits must be among {SPLITS}")
         if self.seconds - self.duration_jitter < 1 or min(self.size) < 32:
             raise ValueError("videos need >= 1 s and >= 32 pixels")
+        if self.num_classes < 2 and self.videos_per_class.get("scene", 0):
+            raise ValueError("the scene split needs at least two classes (a bystander of "
+                             "another class); set videos_per_class['scene'] to 0")
 
     def to_json(self) -> dict:
         return {"version": CORPUS_VERSION, "num_classes": self.num_classes,
@@ -151,14 +154,18 @@ def class_params(rng, cls: AVClass, dur: float, size) -> dict:
     return p
 
 
+def default_videos_per_class(num_classes: int) -> dict:
+    """DEFAULT_VIDEOS_PER_CLASS, without the scene split for one class (a scene's bystander
+    is of another class)."""
+    return {s: n for s, n in DEFAULT_VIDEOS_PER_CLASS.items() if num_classes > 1 or s != "scene"}
+
+
 def scene_params(rng, params: CorpusParams, c: int, p: dict, dur: float) -> dict:
     """Moves the video's object (class c, parameters p, changed in place) to the middle of
     one half of the frame (a fair coin picks which) and draws a silent bystander of another
     class for the other half: {"zoom", "side", "label_index", "p"} (`VideoPlan.nuisance["scene"]`).
     x0, y0 stay in frame pixels; `render.draw_object` draws each object inside its own
     half of the canvas, so motions that scale with the width scale with the half."""
-    if params.num_classes < 2:
-        raise ValueError("scenes need at least two classes")
     h, w = params.size
     other = int((c + rng.integers(1, params.num_classes)) % params.num_classes)
     q = class_params(rng, CLASSES[other], dur, params.size)

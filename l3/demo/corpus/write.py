@@ -24,7 +24,7 @@ from tqdm import tqdm
 from l3.core import fileio
 from l3 import media
 from l3.demo.corpus.classes import CLASSES
-from l3.demo.corpus.plan import (CORPUS_VERSION, DEFAULT_VIDEOS_PER_CLASS, CorpusParams, VideoPlan,
+from l3.demo.corpus.plan import (CORPUS_VERSION, CorpusParams, VideoPlan, default_videos_per_class,
                             plan_corpus, plan_video)
 from l3.demo.corpus.objects import OBJECT_SPLITS, OBJECTS_NAME, write_objects
 from l3.demo.corpus.render import render_video
@@ -193,7 +193,8 @@ def generate_corpus(root=None, *, num_classes: int = 10,
       root: output folder; created if needed.
       num_classes: the first `num_classes` of `CLASSES` (1-10).
       videos_per_class: {"train": n, "val": n, "test": n, "scene": n}; default
-        32 / 6 / 10 / 10 (the scene split: localization only, see `plan.scene_params`).
+        32 / 6 / 10 / 10 (the scene split: localization only, see `plan.scene_params`;
+        none with one class, which has no other class for a scene's bystander).
       seconds: mean video length in whole seconds; each video is
         seconds +- duration_jitter (uniform integers).
       fps: frame rate of the mp4 files.
@@ -215,8 +216,9 @@ def generate_corpus(root=None, *, num_classes: int = 10,
     """
     start = time.time()
     root = pathlib.Path(root) if root is not None else default_corpus_dir()
-    params = CorpusParams(num_classes=num_classes,
-                          videos_per_class=dict(videos_per_class or DEFAULT_VIDEOS_PER_CLASS),
+    if videos_per_class is None:
+        videos_per_class = default_videos_per_class(num_classes)
+    params = CorpusParams(num_classes=num_classes, videos_per_class=dict(videos_per_class),
                           seconds=seconds, duration_jitter=duration_jitter, fps=fps,
                           size=tuple(size), seed=seed, unrelated_fraction=unrelated_fraction)
     root.mkdir(parents=True, exist_ok=True)
