@@ -209,8 +209,7 @@ def _duet_figure(output_dir: str, items, pairs, heat, cious, count: int) -> str:
     """localization_duet.png: the first duet of each label (then the next ones), columns
     own sound, the partner's sound, untrained, unconditioned; path relative to output_dir."""
     labels = [items.labels[i] for i in pairs.item]
-    first = list({lab: k for k, lab in reversed(list(enumerate(labels)))}.values())[::-1]
-    chosen = (first + [k for k in range(len(pairs)) if k not in first])[:count]
+    chosen = _first_of_each_label(list(range(len(pairs))), labels)[:count]
     size = pairs.gt.shape[1:]
     columns = {"trained": "trained: own sound", "trained_partner_sound": "trained: other's sound",
                "untrained": "untrained", "unconditioned": "unconditioned map"}

@@ -63,6 +63,10 @@ def video_annotation(plan: VideoPlan) -> dict:
     """One video's entry of the l3-boxes format: per frame its time, the object's box and
     mask (COCO RLE at the video's size) and the visible part of the distractor, if any."""
     offsets = frame_offsets(plan)
+    # A video has at most one distractor: a scene's bystander (scenes have no passing
+    # shape), or the passing shape.
+    other = (draw_bystander if plan.nuisance.get("scene") is not None
+             else draw_distractor if plan.nuisance["distractor"] is not None else None)
     frames = []
     for k, offset in enumerate(offsets):
         t = k / plan.fps
@@ -70,11 +74,9 @@ def video_annotation(plan: VideoPlan) -> dict:
         box = _box(obj)
         frame = {"time": round(t, 6), "boxes": [box] if box else [],
                  "mask": localization_io.rle_encode(obj), "area": round(float(obj.mean()), 5)}
-        for draw, present in ((draw_distractor, plan.nuisance["distractor"] is not None),
-                              (draw_bystander, plan.nuisance.get("scene") is not None)):
-            if present:
-                dis = (_coverage(draw, plan, t, offset) >= COVERAGE_THRESHOLD) & ~obj
-                frame["distractor_boxes"] = [_box(dis)] if dis.any() else []
+        if other is not None:
+            dis = (_coverage(other, plan, t, offset) >= COVERAGE_THRESHOLD) & ~obj
+            frame["distractor_boxes"] = [_box(dis)] if dis.any() else []
         frames.append(frame)
     meta = plan.meta()
     keep = ("label", "split", "sound_related", "soundtrack", "offscreen", "silent_gaps",
